@@ -1,0 +1,143 @@
+//! The command line: `serve`, `check-config`, `hash-secret`, `gen-secret`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use clap::{Parser, Subcommand, ValueEnum};
+use rand::RngCore;
+
+use crate::auth::hash_secret;
+use crate::config::{Config, ConfigErrors, DEMO_CONFIG};
+
+/// Exit code for a configuration that cannot be used (sysexits EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Invoke AWS Lambda functions from Genesys Cloud data actions, per org"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        source: ConfigSource,
+        /// Log format: JSON lines, human-readable text, or text on a terminal and JSON elsewhere.
+        #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
+        log_format: LogFormat,
+    },
+    /// Validate a config and print a summary per org; exit 0 when valid, 64 when not.
+    CheckConfig {
+        #[command(flatten)]
+        source: ConfigSource,
+    },
+    /// Read a secret on stdin and print its `token_sha256` value.
+    HashSecret,
+    /// Print a fresh random secret and its `token_sha256` value.
+    GenSecret,
+}
+
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct ConfigSource {
+    /// Path of the TOML config.
+    #[arg(long, env = "GLG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Use the embedded demo config (local emulator only; see README).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        match &self.config {
+            Some(path) => Config::load(path),
+            None => Config::parse(DEMO_CONFIG),
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Text,
+}
+
+/// `check-config`: every problem on stderr, or a summary per org on stdout.
+pub fn check_config(source: &ConfigSource) -> ExitCode {
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    println!(
+        "config OK: {} org(s); listen {}, admin {}",
+        config.orgs.len(),
+        config.server.listen,
+        config.server.admin_listen
+    );
+    for org in &config.orgs {
+        println!("org {}", org.id);
+        println!("  role_arn     {}", org.role_arn);
+        println!("  external_id  {}", org.external_id());
+        println!("  secrets      {}", org.token_sha256.as_slice().len());
+        for (name, function) in &org.functions {
+            let timeout = function.timeout.unwrap_or(config.server.default_timeout);
+            let qualifier = function
+                .qualifier
+                .as_deref()
+                .map(|q| format!(" (qualifier {q})"))
+                .unwrap_or_default();
+            println!(
+                "  function     {name} -> {}{qualifier}, timeout {}",
+                function.arn,
+                humantime::format_duration(timeout)
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `hash-secret`: the secret is stdin less one trailing newline.
+pub fn hash_secret_from_stdin() -> ExitCode {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        eprintln!("could not read the secret from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let secret = input
+        .strip_suffix(b"\r\n")
+        .or_else(|| input.strip_suffix(b"\n"))
+        .unwrap_or(&input);
+    if secret.is_empty() {
+        eprintln!("the secret on stdin is empty");
+        return ExitCode::FAILURE;
+    }
+    println!("{}", hex::encode(hash_secret(secret)));
+    ExitCode::SUCCESS
+}
+
+/// `gen-secret`: 256 random bits, URL-safe base64 (no ':' so it fits Basic auth).
+pub fn gen_secret() -> ExitCode {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = URL_SAFE_NO_PAD.encode(bytes);
+    println!("secret:       {secret}");
+    println!(
+        "token_sha256: {}",
+        hex::encode(hash_secret(secret.as_bytes()))
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,383 @@
+//! The public listener's one endpoint, `POST /v1/functions/{name}/invoke`: authenticate, bind to
+//! one org, resolve the function in its allow-list, read the JSON body, get the org's
+//! credentials, invoke, answer. Every failure becomes a JSON error from `error`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::time::Instant;
+
+use crate::error::RequestError;
+use crate::invoke::{self, Invoked};
+use crate::server::Gateway;
+use crate::tenants::{Function, Org};
+
+pub const ORG_HEADER: &str = "inin-organization-id";
+pub const CORRELATION_HEADER: &str = "inin-correlation-id";
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static LAMBDA_REQUEST_ID: HeaderName = HeaderName::from_static("x-lambda-request-id");
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route(
+            "/v1/functions/{name}/invoke",
+            post(invoke).fallback(|request: Request| async move {
+                error_response(
+                    RequestError::MethodNotAllowed,
+                    &request_id(request.headers()),
+                )
+            }),
+        )
+        .fallback(|request: Request| async move {
+            error_response(RequestError::NotFound, &request_id(request.headers()))
+        })
+        .with_state(gateway)
+}
+
+/// What a request resolved to, for its metrics and log line.
+#[derive(Default)]
+struct Resolved<'a> {
+    org: Option<&'a Org>,
+    function: Option<&'a Function>,
+}
+
+async fn invoke(
+    State(gateway): State<Arc<Gateway>>,
+    name: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let request_id = request_id(&parts.headers);
+    let metrics = &gateway.metrics;
+    metrics.inflight.inc();
+    let mut resolved = Resolved::default();
+    let name = name.ok().map(|Path(name)| name);
+    let result = handle(
+        &gateway,
+        &mut resolved,
+        name.as_deref(),
+        &parts.headers,
+        body,
+        started,
+    )
+    .await;
+    metrics.inflight.dec();
+
+    let org = resolved.org.map_or("", |o| o.id.as_str());
+    let function = resolved.function.map_or("", |f| f.name.as_str());
+    let elapsed = started.elapsed();
+    let correlation_id = parts
+        .headers
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let response = match result {
+        Ok(invoked) => {
+            tracing::info!(
+                org, function, code = "ok", status = 200,
+                duration_ms = elapsed.as_millis() as u64,
+                request_id = %request_id,
+                lambda_request_id = invoked.lambda_request_id.as_deref().unwrap_or(""),
+                correlation_id,
+                "request"
+            );
+            metrics
+                .requests
+                .with_label_values(&[org, function, "ok"])
+                .inc();
+            success_response(invoked, &request_id)
+        }
+        Err(error) => {
+            let parts = error.parts();
+            if parts.status.is_server_error() {
+                tracing::warn!(
+                    org, function, code = parts.code, status = parts.status.as_u16(),
+                    duration_ms = elapsed.as_millis() as u64,
+                    request_id = %request_id, correlation_id, error = %error,
+                    "request failed"
+                );
+            } else {
+                tracing::info!(
+                    org, function, code = parts.code, status = parts.status.as_u16(),
+                    duration_ms = elapsed.as_millis() as u64,
+                    request_id = %request_id, correlation_id, error = %error,
+                    "request refused"
+                );
+            }
+            if let (RequestError::Invoke(e), Some(org), Some(function)) =
+                (&error, resolved.org, resolved.function)
+            {
+                metrics
+                    .lambda_errors
+                    .with_label_values(&[&org.id, &function.name, e.kind()])
+                    .inc();
+            }
+            metrics
+                .requests
+                .with_label_values(&[org, function, parts.code])
+                .inc();
+            error_response(error, &request_id)
+        }
+    };
+    if resolved.org.is_some() {
+        metrics
+            .request_duration
+            .with_label_values(&[org, function])
+            .observe(elapsed.as_secs_f64());
+    }
+    response
+}
+
+async fn handle<'a>(
+    gateway: &'a Gateway,
+    resolved: &mut Resolved<'a>,
+    name: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+) -> Result<Invoked, RequestError> {
+    let index = gateway
+        .auth
+        .authenticate(headers)
+        .map_err(RequestError::Unauthorized)?;
+    let org = &gateway.orgs[index];
+    resolved.org = Some(org);
+    // A caller of org A can never act as org B: a Genesys org header must name the same org.
+    for value in headers.get_all(ORG_HEADER) {
+        if !value
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(org.id.as_bytes())
+        {
+            return Err(RequestError::OrgMismatch);
+        }
+    }
+    let function = name
+        .and_then(|name| org.functions.get(name))
+        .ok_or(RequestError::UnknownFunction)?;
+    resolved.function = Some(function);
+    if !is_json(headers) {
+        return Err(RequestError::UnsupportedMediaType);
+    }
+    let limit = gateway.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(RequestError::PayloadTooLarge(limit));
+    }
+    let deadline = started + function.timeout;
+    let work = async {
+        let payload = read_body(body, limit).await?;
+        let credentials = gateway.cache.get(&org.credentials).await?;
+        let context = invoke::client_context(headers, &org.id);
+        Ok(gateway
+            .invoker
+            .invoke(function, credentials, payload, context, deadline)
+            .await?)
+    };
+    tokio::time::timeout_at(deadline, work)
+        .await
+        .unwrap_or(Err(RequestError::Timeout(function.timeout)))
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, RequestError> {
+    let bytes = Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                RequestError::PayloadTooLarge(limit)
+            } else {
+                RequestError::InvalidRequest(format!("the body could not be read: {e}"))
+            }
+        })?
+        .to_bytes();
+    serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+        .map_err(|e| RequestError::InvalidRequest(format!("the body is not valid JSON: {e}")))?;
+    if json_depth(&bytes) > MAX_JSON_DEPTH {
+        return Err(RequestError::InvalidRequest(format!(
+            "the body nests JSON deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Deepest nesting accepted in a request body. Genesys caps JSON at 50 levels; nothing it sends
+/// comes near this, and a function should not have to defend itself against nesting bombs.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// The deepest nesting of arrays and objects in (already validated) JSON, without recursion.
+fn json_depth(json: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// `application/json` or `application/<anything>+json`, with any parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The caller's `x-request-id` when it is a sane token, else a fresh UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn success_response(invoked: Invoked, request_id: &str) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        invoked.payload,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    insert_id(headers, &REQUEST_ID, request_id);
+    if let Some(id) = &invoked.lambda_request_id {
+        insert_id(headers, &LAMBDA_REQUEST_ID, id);
+    }
+    response
+}
+
+fn error_response(error: RequestError, request_id: &str) -> Response {
+    let mut response = error.into_response_with_id(request_id);
+    insert_id(response.headers_mut(), &REQUEST_ID, request_id);
+    response
+}
+
+fn insert_id(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name.clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn json_depth_ignores_brackets_in_strings() {
+        assert_eq!(json_depth(b"{}"), 1);
+        assert_eq!(json_depth(br#"{"a":[{"b":"[[[{{"}]}"#), 3);
+        assert_eq!(json_depth(br#"["\"[[", [1]]"#), 2);
+        assert_eq!(json_depth(b"42"), 0);
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json(&headers(&[("content-type", "application/json")])));
+        assert!(is_json(&headers(&[(
+            "content-type",
+            "Application/JSON; charset=UTF-8"
+        )])));
+        assert!(is_json(&headers(&[(
+            "content-type",
+            "application/vnd.genesys+json"
+        )])));
+        assert!(!is_json(&headers(&[("content-type", "text/plain")])));
+        assert!(!is_json(&headers(&[("content-type", "application/jsonp")])));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn request_ids_are_propagated_when_sane() {
+        assert_eq!(
+            request_id(&headers(&[("x-request-id", "abc-123")])),
+            "abc-123"
+        );
+        let generated = request_id(&headers(&[("x-request-id", "has spaces")]));
+        assert_eq!(generated.len(), 36);
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_or_not_json_are_refused() {
+        let big = Body::from(vec![b' '; 11]);
+        assert!(matches!(
+            read_body(big, 10).await,
+            Err(RequestError::PayloadTooLarge(10))
+        ));
+        let bad = Body::from("{\"a\":");
+        assert!(matches!(
+            read_body(bad, 100).await,
+            Err(RequestError::InvalidRequest(_))
+        ));
+        let deep = Body::from("[".repeat(200) + &"]".repeat(200));
+        assert!(matches!(
+            read_body(deep, 1000).await,
+            Err(RequestError::InvalidRequest(_))
+        ));
+        let at_limit = "[".repeat(MAX_JSON_DEPTH) + &"]".repeat(MAX_JSON_DEPTH);
+        assert!(read_body(Body::from(at_limit), 1000).await.is_ok());
+        let good = Body::from("{\"a\":[1,2]}");
+        assert_eq!(
+            read_body(good, 100).await.unwrap(),
+            Bytes::from("{\"a\":[1,2]}")
+        );
+    }
+}

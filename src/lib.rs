@@ -1,0 +1,29 @@
+//! genesys-lambda-gateway: Genesys Cloud data actions in, each org's AWS Lambda functions out,
+//! through that org's cross-account role assumed with ExternalId = org ID.
+//!
+//! A request crosses the modules in this order:
+//! - [`ingress`]: the public HTTP endpoint `POST /v1/functions/{name}/invoke`;
+//! - [`auth`]: Basic/Bearer credentials → exactly one org;
+//! - [`tenants`]: the org's allow-listed functions and credential slot;
+//! - [`credentials`]: AssumeRole (ExternalId) and the per-role credential cache;
+//! - [`invoke`]: the Lambda call in the function's region, with the Genesys ClientContext;
+//! - [`error`]: every failure mapped to a status and a stable error code.
+//!
+//! Around it: [`config`] (TOML, validated) and [`arn`], [`server`] (assembly, listeners, drain),
+//! [`admin`] (`/metrics`, `/live`, `/ready`), [`metrics`], [`telemetry`], [`shutdown`], [`cli`].
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod arn;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod ingress;
+pub mod invoke;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tenants;

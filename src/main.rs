@@ -1,0 +1,31 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use genesys_lambda_gateway::cli::{self, Cli, Command, EXIT_CONFIG};
+use genesys_lambda_gateway::{server, shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (source, log_format) = match cli.command {
+        Command::Serve { source, log_format } => (source, log_format),
+        Command::CheckConfig { source } => return cli::check_config(&source),
+        Command::HashSecret => return cli::hash_secret_from_stdin(),
+        Command::GenSecret => return cli::gen_secret(),
+    };
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(log_format);
+    match server::start(config, shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "gateway stopped");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The orgs the gateway serves, as the request path needs them: each org's allow-listed
+//! functions and its credential slot, built once per configuration.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::arn::FunctionArn;
+use crate::config::Config;
+use crate::credentials::{CredentialCache, Slot};
+
+pub struct Org {
+    pub id: String,
+    pub role_arn: String,
+    pub functions: HashMap<String, Function>,
+    pub credentials: Arc<Slot>,
+}
+
+pub struct Function {
+    /// The name callers use in the URL (and the metrics label).
+    pub name: String,
+    pub arn: FunctionArn,
+    pub unqualified_arn: String,
+    pub qualifier: Option<String>,
+    pub timeout: Duration,
+}
+
+/// Builds the orgs of a validated config, in config order (the order `auth` indexes them by).
+pub fn build(config: &Config, cache: &CredentialCache) -> Vec<Org> {
+    config
+        .orgs
+        .iter()
+        .map(|org| {
+            let functions = org
+                .functions
+                .iter()
+                .map(|(name, f)| {
+                    let arn: FunctionArn = f.arn.parse().expect("validated config");
+                    let function = Function {
+                        name: name.clone(),
+                        unqualified_arn: arn.unqualified(),
+                        qualifier: f.qualifier.clone().or_else(|| arn.qualifier.clone()),
+                        arn,
+                        timeout: f.timeout.unwrap_or(config.server.default_timeout),
+                    };
+                    (name.clone(), function)
+                })
+                .collect();
+            Org {
+                id: org.id.clone(),
+                role_arn: org.role_arn.clone(),
+                functions,
+                credentials: cache.slot(&org.role_arn, org.external_id(), &session_name(&org.id)),
+            }
+        })
+        .collect()
+}
+
+/// The role session name, `glg-<org ID>`: CloudTrail in the org's account then shows which org
+/// the gateway acted for. Org IDs are validated to characters STS accepts; 64 is STS's limit.
+pub fn session_name(org_id: &str) -> String {
+    let mut name = format!("glg-{org_id}");
+    name.truncate(64);
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_carry_the_org_and_fit_sts() {
+        assert_eq!(
+            session_name("91cf9239-f549-465b-8cad-9b46f1420818"),
+            "glg-91cf9239-f549-465b-8cad-9b46f1420818"
+        );
+        assert_eq!(session_name(&"a".repeat(64)).len(), 64);
+    }
+}
