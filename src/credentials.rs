@@ -249,11 +249,14 @@ impl CredentialCache {
                             .inc();
                         self.start_load(slot, &mut state);
                     }
-                    let result = if backing_off { "stale" } else { "hit" };
-                    self.metrics
-                        .credentials_cache
-                        .with_label_values(&[result])
-                        .inc();
+                    // A request that waited was already counted as a miss.
+                    if !waited {
+                        let result = if backing_off { "stale" } else { "hit" };
+                        self.metrics
+                            .credentials_cache
+                            .with_label_values(&[result])
+                            .inc();
+                    }
                     return Ok(credentials);
                 }
                 if let Some(f) = &state.failure
