@@ -12,6 +12,7 @@ use aws_credential_types::Credentials;
 use aws_sdk_iam::config::{BehaviorVersion, Region};
 use aws_smithy_types::Blob;
 use genesys_lambda_gateway::config::Config;
+use genesys_lambda_gateway::credentials::AssumeRole;
 use genesys_lambda_gateway::metrics::Metrics;
 use genesys_lambda_gateway::server::{self, Gateway};
 use tokio::net::TcpListener;
@@ -194,8 +195,19 @@ impl RunningGateway {
     pub async fn start(config_text: &str) -> RunningGateway {
         let config = Config::parse(config_text).expect("test config must be valid");
         let sdk = server::aws_base_config(&config).await.expect("aws config");
+        let sts = server::sts(&sdk);
+        Self::start_with(config_text, sdk, sts).await
+    }
+
+    /// Starts the gateway with a given AWS base config and STS (fakes, to inject faults).
+    pub async fn start_with(
+        config_text: &str,
+        sdk: aws_config::SdkConfig,
+        sts: Arc<dyn AssumeRole>,
+    ) -> RunningGateway {
+        let config = Config::parse(config_text).expect("test config must be valid");
         let metrics = Arc::new(Metrics::new(&prometheus::Registry::new()).unwrap());
-        let gateway = Gateway::new(&config, sdk.clone(), server::sts(&sdk), metrics.clone());
+        let gateway = Gateway::new(&config, sdk, sts, metrics.clone());
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (url, admin_url) = (
