@@ -27,7 +27,8 @@ start_ministack() {
         "$MINISTACK_VENV/bin/ministack" >"$log" 2>&1 &
     MINISTACK_PID=$!
     for _ in $(seq 1 150); do
-        if curl -fsS "http://127.0.0.1:$port/_ministack/health" >/dev/null 2>&1; then
+        if python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+            "http://127.0.0.1:$port/_ministack/health" >/dev/null 2>&1; then
             return
         fi
         if ! kill -0 "$MINISTACK_PID" 2>/dev/null; then
