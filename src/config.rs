@@ -79,6 +79,16 @@ pub struct CredentialsConfig {
     /// Refresh a key in use this long before its credentials expire.
     #[serde(deserialize_with = "duration")]
     pub refresh_before_expiry: Duration,
+    /// Up to this much later, at random, so keys loaded together refresh spread out.
+    #[serde(deserialize_with = "duration")]
+    pub refresh_jitter: Duration,
+    /// A key no request has used for this long is no longer refreshed; its credentials go.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Load every org's credentials in the background at start-up.
+    pub prefetch: bool,
+    /// AssumeRole calls at once while prefetching.
+    pub prefetch_concurrency: usize,
 }
 
 impl Default for CredentialsConfig {
@@ -86,6 +96,10 @@ impl Default for CredentialsConfig {
         Self {
             session_duration: Duration::from_secs(3600),
             refresh_before_expiry: Duration::from_secs(300),
+            refresh_jitter: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(3600),
+            prefetch: false,
+            prefetch_concurrency: 8,
         }
     }
 }
@@ -203,10 +217,32 @@ impl Config {
                 humantime::format_duration(c.session_duration)
             ));
         }
-        if c.refresh_before_expiry.is_zero() || c.refresh_before_expiry >= c.session_duration {
+        // Credentials are not handed out in their last 30 s; a refresh must start a minute
+        // before that at the latest, jitter included.
+        if c.refresh_before_expiry < Duration::from_secs(120)
+            || c.refresh_before_expiry >= c.session_duration
+        {
             problems.push(format!(
-                "credentials.refresh_before_expiry: {} must be above zero and below credentials.session_duration",
+                "credentials.refresh_before_expiry: {} must be at least 2m and below credentials.session_duration",
                 humantime::format_duration(c.refresh_before_expiry)
+            ));
+        }
+        if c.refresh_jitter > c.refresh_before_expiry / 2 {
+            problems.push(format!(
+                "credentials.refresh_jitter: {} must be at most half of credentials.refresh_before_expiry",
+                humantime::format_duration(c.refresh_jitter)
+            ));
+        }
+        if c.idle_timeout < Duration::from_secs(60) {
+            problems.push(format!(
+                "credentials.idle_timeout: {} must be at least 1m",
+                humantime::format_duration(c.idle_timeout)
+            ));
+        }
+        if !(1..=256).contains(&c.prefetch_concurrency) {
+            problems.push(format!(
+                "credentials.prefetch_concurrency: {} is outside 1..=256",
+                c.prefetch_concurrency
             ));
         }
         if self.orgs.is_empty() {

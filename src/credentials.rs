@@ -5,15 +5,17 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use rand::Rng;
-use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::config::CredentialsConfig;
 use crate::metrics::Metrics;
 
 /// Credentials are not handed out closer than this to their expiry: a Lambda call signed with
@@ -159,7 +161,23 @@ pub enum CredentialsError {
 pub struct CacheSettings {
     pub session_duration: Duration,
     pub refresh_before_expiry: Duration,
+    pub refresh_jitter: Duration,
+    pub idle_timeout: Duration,
 }
+
+impl From<&CredentialsConfig> for CacheSettings {
+    fn from(c: &CredentialsConfig) -> Self {
+        Self {
+            session_duration: c.session_duration,
+            refresh_before_expiry: c.refresh_before_expiry,
+            refresh_jitter: c.refresh_jitter,
+            idle_timeout: c.idle_timeout,
+        }
+    }
+}
+
+/// How often the background refresher looks at every key.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One cache key's state. Orgs hold an `Arc<Slot>` so the request path never looks up a map.
 pub struct Slot {
@@ -173,6 +191,28 @@ struct SlotState {
     /// Present while an AssumeRole is under way; resolves to `true` when it has finished.
     loading: Option<watch::Receiver<bool>>,
     failure: Option<Failure>,
+    /// The last request (or prefetch) that wanted these credentials; idle keys are evicted.
+    last_used: Option<Instant>,
+}
+
+impl SlotState {
+    /// The cached credentials if they may still be handed out.
+    fn usable(&self, now: Instant) -> Option<&Cached> {
+        self.current
+            .as_ref()
+            .filter(|c| now + EXPIRY_MARGIN < c.expires_at)
+    }
+
+    fn backing_off(&self, now: Instant) -> bool {
+        self.failure.as_ref().is_some_and(|f| now < f.until)
+    }
+
+    /// A refresh is due and nothing stands in its way.
+    fn refresh_due(&self, now: Instant) -> bool {
+        self.usable(now).is_some_and(|c| now >= c.refresh_at)
+            && self.loading.is_none()
+            && !self.backing_off(now)
+    }
 }
 
 struct Cached {
@@ -192,41 +232,55 @@ pub struct CredentialCache {
     assumer: Arc<dyn AssumeRole>,
     settings: CacheSettings,
     metrics: Arc<Metrics>,
-    slots: Mutex<HashMap<(String, String), Arc<Slot>>>,
+    /// Weak: a slot lives as long as a configuration's orgs hold it, and no longer.
+    slots: Mutex<HashMap<(String, String), Weak<Slot>>>,
 }
 
 impl CredentialCache {
+    /// Creates the cache and its background refresher (which ends when the cache is dropped).
     pub fn new(
         assumer: Arc<dyn AssumeRole>,
         settings: CacheSettings,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let cache = Arc::new(Self {
             assumer,
             settings,
             metrics,
             slots: Mutex::new(HashMap::new()),
-        })
+        });
+        tokio::spawn(refresher(Arc::downgrade(&cache)));
+        cache
     }
 
     /// The slot for (role ARN, ExternalId); orgs naming the same pair share it.
     pub fn slot(&self, role_arn: &str, external_id: &str, session_name: &str) -> Arc<Slot> {
         let key = (role_arn.to_owned(), external_id.to_owned());
         let mut slots = self.slots.lock().expect("credential slots lock");
-        slots
-            .entry(key)
-            .or_insert_with(|| {
-                Arc::new(Slot {
-                    request: AssumeRequest {
-                        role_arn: role_arn.to_owned(),
-                        external_id: external_id.to_owned(),
-                        session_name: session_name.to_owned(),
-                        duration: self.settings.session_duration,
-                    },
-                    state: Mutex::new(SlotState::default()),
-                })
-            })
-            .clone()
+        if let Some(slot) = slots.get(&key).and_then(Weak::upgrade) {
+            return slot;
+        }
+        let slot = Arc::new(Slot {
+            request: AssumeRequest {
+                role_arn: role_arn.to_owned(),
+                external_id: external_id.to_owned(),
+                session_name: session_name.to_owned(),
+                duration: self.settings.session_duration,
+            },
+            state: Mutex::new(SlotState::default()),
+        });
+        slots.insert(key, Arc::downgrade(&slot));
+        slot
+    }
+
+    /// How many keys some configuration still holds.
+    pub fn len(&self) -> usize {
+        let slots = self.slots.lock().expect("credential slots lock");
+        slots.values().filter(|w| w.strong_count() > 0).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Credentials for the slot: cached when valid, else from the one AssumeRole under way.
@@ -237,12 +291,12 @@ impl CredentialCache {
                 // A std Mutex: the critical section never awaits and is a few comparisons long.
                 let mut state = slot.state.lock().expect("credential slot lock");
                 let now = Instant::now();
-                if let Some(cached) = &state.current
-                    && now + EXPIRY_MARGIN < cached.expires_at
-                {
+                state.last_used = Some(now);
+                if let Some(cached) = state.usable(now) {
                     let credentials = cached.credentials.clone();
-                    let backing_off = state.failure.as_ref().is_some_and(|f| now < f.until);
-                    if now >= cached.refresh_at && state.loading.is_none() && !backing_off {
+                    // The refresher would start this within a second; a request that sees it
+                    // first starts it now. Either way nobody waits for it.
+                    if state.refresh_due(now) {
                         self.metrics
                             .credentials_cache
                             .with_label_values(&["refresh"])
@@ -251,7 +305,11 @@ impl CredentialCache {
                     }
                     // A request that waited was already counted as a miss.
                     if !waited {
-                        let result = if backing_off { "stale" } else { "hit" };
+                        let result = if state.backing_off(now) {
+                            "stale"
+                        } else {
+                            "hit"
+                        };
                         self.metrics
                             .credentials_cache
                             .with_label_values(&[result])
@@ -259,9 +317,7 @@ impl CredentialCache {
                     }
                     return Ok(credentials);
                 }
-                if let Some(f) = &state.failure
-                    && now < f.until
-                {
+                if let Some(f) = state.failure.as_ref().filter(|f| now < f.until) {
                     self.metrics
                         .credentials_cache
                         .with_label_values(&["failed"])
@@ -291,6 +347,77 @@ impl CredentialCache {
             if loading.wait_for(|done| *done).await.is_err() {
                 // The loading task ended without reporting; the loop starts a fresh load.
                 slot.state.lock().expect("credential slot lock").loading = None;
+            }
+        }
+    }
+
+    /// Loads credentials for `slots` in the background, at most `concurrency` AssumeRole calls
+    /// at a time. Requests are served meanwhile: a request for a key being prefetched waits
+    /// for that same call, one for a warm key does not wait at all.
+    pub fn prefetch(self: &Arc<Self>, slots: Vec<Arc<Slot>>, concurrency: usize) -> JoinHandle<()> {
+        let cache = Arc::clone(self);
+        tokio::spawn(async move {
+            let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+            let mut tasks = JoinSet::new();
+            for slot in slots {
+                let permit = permits.clone().acquire_owned().await.expect("never closed");
+                let cache = cache.clone();
+                tasks.spawn(async move {
+                    cache.warm(&slot).await;
+                    drop(permit);
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+            tracing::info!("credential prefetch finished");
+        })
+    }
+
+    /// Makes sure the slot holds credentials (or a fresh failure), without counting a request.
+    async fn warm(self: &Arc<Self>, slot: &Arc<Slot>) {
+        let mut loading = {
+            let mut state = slot.state.lock().expect("credential slot lock");
+            let now = Instant::now();
+            // Prefetched keys count as in use, so they are kept fresh for one idle period.
+            state.last_used.get_or_insert(now);
+            if state.usable(now).is_some() || state.backing_off(now) {
+                return;
+            }
+            if state.loading.is_none() {
+                self.start_load(slot, &mut state);
+            }
+            state.loading.clone().expect("a load is under way")
+        };
+        let _ = loading.wait_for(|done| *done).await;
+    }
+
+    /// One pass of the background refresher: refresh keys in use whose time has come (and
+    /// retry failed refreshes after their backoff), drop the credentials of idle keys, and
+    /// forget keys no configuration holds any more.
+    fn sweep(self: &Arc<Self>) {
+        let now = Instant::now();
+        let slots: Vec<Arc<Slot>> = {
+            let mut slots = self.slots.lock().expect("credential slots lock");
+            slots.retain(|_, slot| slot.strong_count() > 0);
+            slots.values().filter_map(Weak::upgrade).collect()
+        };
+        for slot in slots {
+            let mut state = slot.state.lock().expect("credential slot lock");
+            let idle = state
+                .last_used
+                .is_none_or(|used| now.duration_since(used) >= self.settings.idle_timeout);
+            if idle {
+                if state.current.take().is_some() {
+                    tracing::debug!(role_arn = %slot.request.role_arn, "idle credentials evicted");
+                }
+                state.failure = None;
+                continue;
+            }
+            if state.refresh_due(now) {
+                self.metrics
+                    .credentials_cache
+                    .with_label_values(&["refresh"])
+                    .inc();
+                self.start_load(&slot, &mut state);
             }
         }
     }
@@ -325,6 +452,7 @@ impl CredentialCache {
                     tracing::info!(
                         role_arn = %slot.request.role_arn,
                         expires_in_s = lifetime.as_secs(),
+                        refresh_in_s = refresh_at.saturating_duration_since(now).as_secs(),
                         "assumed role"
                     );
                     state.current = Some(Cached {
@@ -342,6 +470,7 @@ impl CredentialCache {
                         error = %failure,
                         attempts,
                         retry_in_ms = backoff.as_millis() as u64,
+                        still_valid = state.usable(now).is_some(),
                         "AssumeRole failed"
                     );
                     state.failure = Some(Failure {
@@ -357,14 +486,27 @@ impl CredentialCache {
         });
     }
 
-    /// When to refresh: `refresh_before_expiry` ahead, less up to a fifth of it at random so
-    /// that many keys loaded together do not all refresh in the same second.
+    /// When to refresh: `refresh_before_expiry` ahead, plus up to `refresh_jitter` at random
+    /// so that many keys loaded together do not all refresh in the same second.
     fn refresh_at(&self, expires_at: Instant) -> Instant {
-        let window = self.settings.refresh_before_expiry;
-        let jitter = window.mul_f64(rand::rng().random_range(0.0..0.2));
+        let jitter = self
+            .settings
+            .refresh_jitter
+            .mul_f64(rand::rng().random_range(0.0..=1.0));
         expires_at
-            .checked_sub(window - jitter)
-            .unwrap_or_else(Instant::now)
+            .checked_sub(self.settings.refresh_before_expiry)
+            .map_or_else(Instant::now, |at| at + jitter)
+    }
+}
+
+/// Runs `sweep` every [`SWEEP_INTERVAL`] for as long as the cache exists.
+async fn refresher(cache: Weak<CredentialCache>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(cache) = cache.upgrade() else { return };
+        cache.sweep();
     }
 }
 
@@ -381,9 +523,13 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// An STS that counts calls and answers as scripted.
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// An STS that counts calls (and the most at once) and answers as scripted.
     struct FakeSts {
         calls: AtomicUsize,
+        inflight: AtomicUsize,
+        max_inflight: AtomicUsize,
         lifetime: Duration,
         delay: Duration,
         fail: Mutex<Option<AssumeFailure>>,
@@ -393,6 +539,8 @@ mod tests {
         fn new(lifetime: Duration) -> Arc<Self> {
             Arc::new(Self {
                 calls: AtomicUsize::new(0),
+                inflight: AtomicUsize::new(0),
+                max_inflight: AtomicUsize::new(0),
                 lifetime,
                 delay: Duration::from_millis(50),
                 fail: Mutex::new(None),
@@ -400,6 +548,9 @@ mod tests {
         }
         fn calls(&self) -> usize {
             self.calls.load(Ordering::SeqCst)
+        }
+        fn fail_with(&self, failure: Option<AssumeFailure>) {
+            *self.fail.lock().unwrap() = failure;
         }
     }
 
@@ -410,7 +561,10 @@ mod tests {
         ) -> BoxFuture<'a, Result<Credentials, AssumeFailure>> {
             Box::pin(async move {
                 let n = self.calls.fetch_add(1, Ordering::SeqCst);
+                let now = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_inflight.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(self.delay).await;
+                self.inflight.fetch_sub(1, Ordering::SeqCst);
                 if let Some(failure) = self.fail.lock().unwrap().clone() {
                     return Err(failure);
                 }
@@ -425,84 +579,146 @@ mod tests {
         }
     }
 
+    fn settings() -> CacheSettings {
+        CacheSettings {
+            session_duration: HOUR,
+            refresh_before_expiry: Duration::from_secs(300),
+            refresh_jitter: Duration::from_secs(60),
+            idle_timeout: HOUR,
+        }
+    }
+
+    fn cache_with(sts: &Arc<FakeSts>, settings: CacheSettings) -> Arc<CredentialCache> {
+        let metrics = Metrics::new(&prometheus::Registry::new()).unwrap();
+        CredentialCache::new(sts.clone(), settings, Arc::new(metrics))
+    }
+
     fn cache(sts: &Arc<FakeSts>) -> Arc<CredentialCache> {
-        CredentialCache::new(
-            sts.clone(),
-            CacheSettings {
-                session_duration: Duration::from_secs(3600),
-                refresh_before_expiry: Duration::from_secs(300),
-            },
-            Arc::new(Metrics::new(&prometheus::Registry::new()).unwrap()),
-        )
+        cache_with(sts, settings())
+    }
+
+    fn slot(cache: &CredentialCache) -> Arc<Slot> {
+        cache.slot("arn:aws:iam::111122223333:role/r", "org", "glg-org")
+    }
+
+    fn key(result: Result<Credentials, CredentialsError>) -> String {
+        result.expect("credentials").access_key_id().to_owned()
+    }
+
+    fn waited(cache: &CredentialCache) -> u64 {
+        cache.metrics.requests_waited_on_sts.get()
     }
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_cold_requests_share_one_assume_role() {
-        let sts = FakeSts::new(Duration::from_secs(3600));
+        let sts = FakeSts::new(HOUR);
         let cache = cache(&sts);
-        let slot = cache.slot("arn:aws:iam::111122223333:role/r", "org", "glg-org");
+        let slot = slot(&cache);
         let tasks: Vec<_> = (0..1000)
             .map(|_| {
                 let (cache, slot) = (cache.clone(), slot.clone());
-                tokio::spawn(async move { cache.get(&slot).await.unwrap() })
+                tokio::spawn(async move { key(cache.get(&slot).await) })
             })
             .collect();
         for task in tasks {
-            assert_eq!(task.await.unwrap().access_key_id(), "AKID0");
+            assert_eq!(task.await.unwrap(), "AKID0");
         }
         assert_eq!(sts.calls(), 1);
-        assert_eq!(cache.metrics.requests_waited_on_sts.get(), 1000);
+        assert_eq!(waited(&cache), 1000);
     }
 
     #[tokio::test(start_paused = true)]
     async fn keys_are_role_and_external_id() {
-        let sts = FakeSts::new(Duration::from_secs(3600));
+        let sts = FakeSts::new(HOUR);
         let cache = cache(&sts);
         let a = cache.slot("arn:aws:iam::111122223333:role/r", "org-a", "glg-org-a");
         let b = cache.slot("arn:aws:iam::111122223333:role/r", "org-b", "glg-org-b");
         let a2 = cache.slot("arn:aws:iam::111122223333:role/r", "org-a", "glg-org-a");
         assert!(Arc::ptr_eq(&a, &a2));
         assert!(!Arc::ptr_eq(&a, &b));
-        let ka = cache.get(&a).await.unwrap();
-        let kb = cache.get(&b).await.unwrap();
-        assert_ne!(ka.access_key_id(), kb.access_key_id());
+        assert_ne!(key(cache.get(&a).await), key(cache.get(&b).await));
         assert_eq!(sts.calls(), 2);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn refreshes_ahead_of_expiry_without_making_requests_wait() {
-        let sts = FakeSts::new(Duration::from_secs(3600));
+    async fn a_request_in_the_refresh_window_gets_old_credentials_and_starts_a_refresh() {
+        let sts = FakeSts::new(HOUR);
         let cache = cache(&sts);
-        let slot = cache.slot("arn:aws:iam::111122223333:role/r", "org", "glg-org");
-        assert_eq!(cache.get(&slot).await.unwrap().access_key_id(), "AKID0");
-        // Well before the refresh window: served from the cache, no STS call.
+        let slot = slot(&cache);
+        assert_eq!(key(cache.get(&slot).await), "AKID0");
+        // Well before the window: from the cache.
         tokio::time::advance(Duration::from_secs(3000)).await;
-        assert_eq!(cache.get(&slot).await.unwrap().access_key_id(), "AKID0");
+        assert_eq!(key(cache.get(&slot).await), "AKID0");
         assert_eq!(sts.calls(), 1);
-        // Inside the window (≤ 240-300 s before expiry, with jitter): the old credentials
-        // answer at once and a background refresh starts.
+        // In the window (300 s before expiry, up to 60 s later with jitter).
         tokio::time::advance(Duration::from_secs(361)).await;
-        assert_eq!(cache.get(&slot).await.unwrap().access_key_id(), "AKID0");
+        assert_eq!(key(cache.get(&slot).await), "AKID0");
         // Sleeping (not advancing) lets the refresh task run to completion.
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(sts.calls(), 2);
-        assert_eq!(cache.get(&slot).await.unwrap().access_key_id(), "AKID1");
-        assert_eq!(
-            cache.metrics.requests_waited_on_sts.get(),
-            1,
-            "only the cold start waited"
-        );
+        assert_eq!(key(cache.get(&slot).await), "AKID1");
+        assert_eq!(waited(&cache), 1, "only the cold start waited");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_denied_role_is_remembered_with_backoff() {
-        let sts = FakeSts::new(Duration::from_secs(3600));
-        *sts.fail.lock().unwrap() = Some(AssumeFailure::Rejected {
+    async fn keys_in_use_are_refreshed_in_the_background_without_traffic_in_the_window() {
+        let sts = FakeSts::new(HOUR);
+        let cache = cache(&sts);
+        let slot = slot(&cache);
+        for _ in 0..5 {
+            // One request every 50 minutes: never one inside a refresh window of 5 minutes.
+            cache.get(&slot).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(3000)).await;
+        }
+        assert_eq!(waited(&cache), 1, "after warm-up no request waited on STS");
+        // 5 × 50 min = 250 min of use with one-hour credentials: at least 4 refreshes.
+        assert!(sts.calls() >= 5, "calls: {}", sts.calls());
+        assert!(sts.calls() <= 6, "calls: {}", sts.calls());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_sts_outage_serves_valid_credentials_then_fails_then_recovers() {
+        let sts = FakeSts::new(HOUR);
+        let cache = cache(&sts);
+        let slot = slot(&cache);
+        cache.get(&slot).await.unwrap();
+        sts.fail_with(Some(AssumeFailure::Unavailable("STS unreachable".into())));
+        // Through the whole refresh window, requests keep getting the valid credentials.
+        tokio::time::sleep(Duration::from_secs(3300)).await;
+        for _ in 0..90 {
+            assert_eq!(key(cache.get(&slot).await), "AKID0");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        let calls = sts.calls();
+        assert!(calls > 3, "the refresh is retried: {calls}");
+        assert!(calls < 15, "with backoff, not every second: {calls}");
+        // Past expiry (less the margin): the documented failure, with a Retry-After.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let Err(CredentialsError::Failed {
+            failure,
+            retry_after,
+            ..
+        }) = cache.get(&slot).await
+        else {
+            panic!("expired credentials must not be served");
+        };
+        assert!(matches!(failure, AssumeFailure::Unavailable(_)));
+        assert!(retry_after <= MAX_BACKOFF);
+        // STS returns: the first attempt after the backoff succeeds.
+        sts.fail_with(None);
+        tokio::time::sleep(MAX_BACKOFF).await;
+        assert!(cache.get(&slot).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_denied_role_is_remembered_with_a_growing_backoff() {
+        let sts = FakeSts::new(HOUR);
+        sts.fail_with(Some(AssumeFailure::Rejected {
             code: "AccessDenied".into(),
             message: "not authorized".into(),
-        });
+        }));
         let cache = cache(&sts);
-        let slot = cache.slot("arn:aws:iam::111122223333:role/r", "org", "glg-org");
+        let slot = slot(&cache);
         let Err(CredentialsError::Failed { retry_after, .. }) = cache.get(&slot).await else {
             panic!("a denied role must fail");
         };
@@ -512,33 +728,92 @@ mod tests {
             assert!(cache.get(&slot).await.is_err());
         }
         assert_eq!(sts.calls(), 1);
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(cache.get(&slot).await.is_err());
-        assert_eq!(sts.calls(), 2);
+        // A request per second for a minute: the backoff doubles, so about six calls.
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert!(cache.get(&slot).await.is_err());
+        }
+        let calls = sts.calls();
+        assert!((4..=8).contains(&calls), "calls: {calls}");
         // Recovers on the first success after the backoff.
-        *sts.fail.lock().unwrap() = None;
-        tokio::time::advance(Duration::from_secs(5)).await;
+        sts.fail_with(None);
+        tokio::time::sleep(MAX_BACKOFF).await;
         assert!(cache.get(&slot).await.is_ok());
-        assert_eq!(sts.calls(), 3);
+        assert_eq!(sts.calls(), calls + 1);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_failed_refresh_keeps_serving_valid_credentials() {
-        let sts = FakeSts::new(Duration::from_secs(3600));
-        let cache = cache(&sts);
-        let slot = cache.slot("arn:aws:iam::111122223333:role/r", "org", "glg-org");
+    async fn idle_keys_are_not_refreshed_and_are_evicted() {
+        let sts = FakeSts::new(HOUR);
+        let cache = cache_with(
+            &sts,
+            CacheSettings {
+                idle_timeout: Duration::from_secs(600),
+                ..settings()
+            },
+        );
+        let slot = slot(&cache);
         cache.get(&slot).await.unwrap();
-        *sts.fail.lock().unwrap() = Some(AssumeFailure::Unavailable("down".into()));
-        tokio::time::advance(Duration::from_secs(3400)).await;
-        for _ in 0..50 {
-            assert_eq!(cache.get(&slot).await.unwrap().access_key_id(), "AKID0");
-            tokio::time::advance(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_secs(601)).await;
+        assert!(slot.state.lock().unwrap().current.is_none(), "evicted");
+        // Past the refresh window and expiry: nobody used it, so STS was not asked.
+        tokio::time::sleep(2 * HOUR).await;
+        assert_eq!(sts.calls(), 1);
+        // The next request loads it again.
+        assert_eq!(key(cache.get(&slot).await), "AKID1");
+        assert_eq!(waited(&cache), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefetch_warms_ten_thousand_keys_with_bounded_concurrency() {
+        let sts = FakeSts::new(HOUR);
+        let cache = cache(&sts);
+        let slots: Vec<_> = (0..10_000)
+            .map(|i| {
+                cache.slot(
+                    &format!("arn:aws:iam::111122223333:role/r{i}"),
+                    "org",
+                    "glg",
+                )
+            })
+            .collect();
+        let warm = slots[0].clone();
+        let done = cache.prefetch(slots.clone(), 8);
+        // A request during the prefetch for a key it already warmed does not wait.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cache.get(&warm).await.unwrap();
+        assert_eq!(waited(&cache), 0);
+        done.await.unwrap();
+        assert_eq!(sts.calls(), 10_000);
+        assert!(sts.max_inflight.load(Ordering::SeqCst) <= 8);
+        for slot in &slots {
+            assert!(slot.state.lock().unwrap().usable(Instant::now()).is_some());
         }
-        assert!(sts.calls() > 2, "refresh is retried");
-        assert!(sts.calls() < 20, "with backoff, not on every request");
-        // Past expiry less the margin, the failure is what a request gets.
-        tokio::time::advance(Duration::from_secs(200)).await;
-        assert!(cache.get(&slot).await.is_err());
+        assert_eq!(cache.len(), 10_000);
+        assert_eq!(waited(&cache), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_are_forgotten_when_no_configuration_holds_them() {
+        let sts = FakeSts::new(HOUR);
+        let cache = cache(&sts);
+        let slots: Vec<_> = (0..100)
+            .map(|i| {
+                cache.slot(
+                    &format!("arn:aws:iam::111122223333:role/r{i}"),
+                    "org",
+                    "glg",
+                )
+            })
+            .collect();
+        assert_eq!(cache.len(), 100);
+        drop(slots);
+        tokio::time::sleep(SWEEP_INTERVAL * 2).await;
+        assert!(cache.is_empty());
+        assert!(
+            cache.slots.lock().unwrap().is_empty(),
+            "the map itself shrinks"
+        );
     }
 
     #[test]
@@ -546,5 +821,26 @@ mod tests {
         assert!(backoff(1) <= FIRST_BACKOFF);
         assert!(backoff(3) > backoff(1));
         assert!(backoff(30) <= MAX_BACKOFF);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_times_spread_over_the_jitter() {
+        let sts = FakeSts::new(HOUR);
+        let cache = cache(&sts);
+        let expires = Instant::now() + HOUR;
+        let times: Vec<_> = (0..200).map(|_| cache.refresh_at(expires)).collect();
+        let earliest = expires - Duration::from_secs(300);
+        assert!(
+            times
+                .iter()
+                .all(|t| *t >= earliest && *t <= earliest + Duration::from_secs(60))
+        );
+        let distinct: std::collections::HashSet<_> =
+            times.iter().map(|t| (*t - earliest).as_secs()).collect();
+        assert!(
+            distinct.len() > 20,
+            "spread over many seconds: {}",
+            distinct.len()
+        );
     }
 }

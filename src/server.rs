@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
-use crate::credentials::{AssumeRole, CacheSettings, CredentialCache, Sts};
+use crate::credentials::{AssumeRole, CredentialCache, Sts};
 use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::tenants::{self, Org};
@@ -122,14 +122,7 @@ impl Gateway {
         assumer: Arc<dyn AssumeRole>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        let cache = CredentialCache::new(
-            assumer,
-            CacheSettings {
-                session_duration: config.credentials.session_duration,
-                refresh_before_expiry: config.credentials.refresh_before_expiry,
-            },
-            metrics.clone(),
-        );
+        let cache = CredentialCache::new(assumer, (&config.credentials).into(), metrics.clone());
         let orgs = tenants::build(config, &cache);
         let auth = Authenticator::new(config.orgs.iter().map(|org| {
             let hashes = org
@@ -140,6 +133,10 @@ impl Gateway {
                 .collect();
             (org.id.as_str(), hashes)
         }));
+        if config.credentials.prefetch {
+            let slots = orgs.iter().map(|org| org.credentials.clone()).collect();
+            cache.prefetch(slots, config.credentials.prefetch_concurrency);
+        }
         let invoker = Invoker::new(sdk, metrics.clone());
         // Lambda clients for every configured region up front, so no request pays for one.
         for org in &orgs {

@@ -42,8 +42,14 @@ impl TestOrg {
 }
 
 fn config(server: &str, orgs: &[&TestOrg]) -> String {
+    config_with(server, "", orgs)
+}
+
+fn config_with(server: &str, credentials: &str, orgs: &[&TestOrg]) -> String {
     let orgs: String = orgs.iter().map(|o| o.toml()).collect();
-    format!("[server]\n{server}\n[aws]\nregion = \"us-east-1\"\n{orgs}")
+    format!(
+        "[server]\n{server}\n[aws]\nregion = \"us-east-1\"\n[credentials]\n{credentials}\n{orgs}"
+    )
 }
 
 /// An org in `account` whose role trusts the gateway with ExternalId = its org ID, with one
@@ -445,5 +451,39 @@ async fn admin_endpoints_answer_and_the_public_listener_does_not_serve_them() {
     assert_eq!(body["error"]["code"], "not_found");
     let r = reqwest::get(gw.invoke_url("hello")).await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_refresh_really_re_assumes_the_role() {
+    let org = provision("777777777777", &[("hello", "eu-west-1")]).await;
+    // 15-minute credentials refreshed 14m57s before expiry: the refresher re-assumes the role
+    // three seconds after each load, with no request in between.
+    let credentials =
+        "session_duration = \"15m\"\nrefresh_before_expiry = \"14m57s\"\nrefresh_jitter = \"0s\"";
+    let gw = RunningGateway::start(&config_with("", credentials, &[&org])).await;
+    let (status, _, body) = post(&gw.invoke_url("hello"), Some(&org.auth()), &[], "{}").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        gw.metric("glg_sts_assume_role_total{outcome=\"ok\"}").await,
+        1.0
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while gw.metric("glg_sts_assume_role_total{outcome=\"ok\"}").await < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no background refresh within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        gw.metric("glg_credentials_cache_total{result=\"refresh\"}")
+            .await
+            >= 1.0
+    );
+    // The refreshed credentials are real: the emulator accepts them for the invocation.
+    let (status, _, body) = post(&gw.invoke_url("hello"), Some(&org.auth()), &[], "{}").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(gw.metric("glg_requests_waited_on_sts_total").await, 1.0);
     gw.stop().await;
 }
