@@ -33,6 +33,8 @@ pub struct Config {
     #[serde(default)]
     pub credentials: CredentialsConfig,
     #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
     pub orgs: Vec<OrgConfig>,
 }
 
@@ -49,6 +51,11 @@ pub struct ServerConfig {
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// A client must send its request headers within this time (slow-loris guard).
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Requests in flight across all orgs; beyond it requests are refused with 503.
+    pub max_inflight: usize,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +66,8 @@ impl Default for ServerConfig {
             max_body_bytes: LAMBDA_MAX_PAYLOAD,
             default_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_inflight: 4096,
         }
     }
 }
@@ -104,6 +113,19 @@ impl Default for CredentialsConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Label per-request series with the org; turn off with very many orgs (cardinality).
+    pub org_label: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { org_label: true }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgConfig {
@@ -115,6 +137,9 @@ pub struct OrgConfig {
     pub external_id: Option<String>,
     /// SHA-256 hex of the caller's secret; a list allows rotation without downtime.
     pub token_sha256: TokenHashes,
+    /// Requests of this org in flight at once; beyond it 429 `org_concurrency_limit`.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
     #[serde(default)]
     pub functions: BTreeMap<String, FunctionConfig>,
 }
@@ -205,6 +230,15 @@ impl Config {
                 s.admin_listen
             ));
         }
+        if s.header_read_timeout.is_zero() || s.header_read_timeout > MAX_TIMEOUT {
+            problems.push(format!(
+                "server.header_read_timeout: {} is outside (0s, 60s]",
+                humantime::format_duration(s.header_read_timeout)
+            ));
+        }
+        if s.max_inflight == 0 {
+            problems.push("server.max_inflight: must be at least 1".into());
+        }
         if let Some(region) = &self.aws.region
             && !is_region(region)
         {
@@ -284,6 +318,9 @@ impl Config {
                         "{at}.token_sha256: the same secret hash is configured more than once"
                     ));
                 }
+            }
+            if org.max_concurrency == Some(0) {
+                problems.push(format!("{at}.max_concurrency: must be at least 1"));
             }
             if org.functions.is_empty() {
                 problems.push(format!("{at}.functions: no function is allow-listed"));

@@ -589,7 +589,7 @@ mod tests {
     }
 
     fn cache_with(sts: &Arc<FakeSts>, settings: CacheSettings) -> Arc<CredentialCache> {
-        let metrics = Metrics::new(&prometheus::Registry::new()).unwrap();
+        let metrics = Metrics::new(&prometheus::Registry::new(), true).unwrap();
         CredentialCache::new(sts.clone(), settings, Arc::new(metrics))
     }
 

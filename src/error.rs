@@ -35,6 +35,10 @@ pub enum RequestError {
     Invoke(#[from] InvokeError),
     #[error("no answer within the function's {0:?} deadline")]
     Timeout(Duration),
+    #[error("this org already has its maximum of {0} requests in flight")]
+    OrgConcurrencyLimit(usize),
+    #[error("the gateway is at its limit of requests in flight")]
+    Overloaded,
 }
 
 /// The status, code and message a request error is answered with.
@@ -121,13 +125,25 @@ impl RequestError {
                 }
             },
             RequestError::Timeout(_) => parts(StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            RequestError::OrgConcurrencyLimit(_) => ErrorParts {
+                retry_after: Some(Duration::from_secs(1)),
+                ..parts(StatusCode::TOO_MANY_REQUESTS, "org_concurrency_limit")
+            },
+            RequestError::Overloaded => ErrorParts {
+                retry_after: Some(Duration::from_secs(1)),
+                ..parts(StatusCode::SERVICE_UNAVAILABLE, "overloaded")
+            },
         }
     }
 
     /// The JSON error response: `{"error":{"code","message","request_id"[,"details"]}}`.
     pub fn into_response_with_id(self, request_id: &str) -> Response {
         let p = self.parts();
-        let mut error = json!({ "code": p.code, "message": p.message, "request_id": request_id });
+        let mut error = json!({ "code": p.code, "message": p.message });
+        // A request refused before it was read (load shedding) has no ID to report.
+        if !request_id.is_empty() {
+            error["request_id"] = request_id.into();
+        }
         if let Some(details) = p.details {
             error["details"] = details;
         }
@@ -241,6 +257,12 @@ mod tests {
                 504,
                 "timeout",
             ),
+            (
+                RequestError::OrgConcurrencyLimit(2),
+                429,
+                "org_concurrency_limit",
+            ),
+            (RequestError::Overloaded, 503, "overloaded"),
         ];
         for (error, status, code) in cases {
             assert_eq!(status_code(error), (status, code));

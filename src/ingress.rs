@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::error::RequestError;
 use crate::invoke::{self, Invoked};
-use crate::server::Gateway;
+use crate::server::{Gateway, Tenancy};
 use crate::tenants::{Function, Org};
 
 pub const ORG_HEADER: &str = "inin-organization-id";
@@ -58,11 +58,13 @@ async fn invoke(
     let (parts, body) = request.into_parts();
     let request_id = request_id(&parts.headers);
     let metrics = &gateway.metrics;
-    metrics.inflight.inc();
+    // The configuration this request runs on to its end, even if a reload swaps it meanwhile.
+    let tenancy = gateway.tenancy();
     let mut resolved = Resolved::default();
     let name = name.ok().map(|Path(name)| name);
     let result = handle(
         &gateway,
+        &tenancy,
         &mut resolved,
         name.as_deref(),
         &parts.headers,
@@ -70,7 +72,6 @@ async fn invoke(
         started,
     )
     .await;
-    metrics.inflight.dec();
 
     let org = resolved.org.map_or("", |o| o.id.as_str());
     let function = resolved.function.map_or("", |f| f.name.as_str());
@@ -90,10 +91,7 @@ async fn invoke(
                 correlation_id,
                 "request"
             );
-            metrics
-                .requests
-                .with_label_values(&[org, function, "ok"])
-                .inc();
+            metrics.request(org, function, "ok");
             success_response(invoked, &request_id)
         }
         Err(error) => {
@@ -113,44 +111,35 @@ async fn invoke(
                     "request refused"
                 );
             }
-            if let (RequestError::Invoke(e), Some(org), Some(function)) =
-                (&error, resolved.org, resolved.function)
-            {
-                metrics
-                    .lambda_errors
-                    .with_label_values(&[&org.id, &function.name, e.kind()])
-                    .inc();
+            if let RequestError::Invoke(e) = &error {
+                metrics.lambda_error(org, function, e.kind());
             }
-            metrics
-                .requests
-                .with_label_values(&[org, function, parts.code])
-                .inc();
+            metrics.request(org, function, parts.code);
             error_response(error, &request_id)
         }
     };
     if resolved.org.is_some() {
-        metrics
-            .request_duration
-            .with_label_values(&[org, function])
-            .observe(elapsed.as_secs_f64());
+        metrics.request_duration(org, function, elapsed.as_secs_f64());
     }
     response
 }
 
 async fn handle<'a>(
-    gateway: &'a Gateway,
+    gateway: &Gateway,
+    tenancy: &'a Tenancy,
     resolved: &mut Resolved<'a>,
     name: Option<&str>,
     headers: &HeaderMap,
     body: Body,
     started: Instant,
 ) -> Result<Invoked, RequestError> {
-    let index = gateway
+    let index = tenancy
         .auth
         .authenticate(headers)
         .map_err(RequestError::Unauthorized)?;
-    let org = &gateway.orgs[index];
+    let org = &tenancy.orgs[index];
     resolved.org = Some(org);
+    let _inflight = gateway.metrics.inflight(&org.id);
     // A caller of org A can never act as org B: a Genesys org header must name the same org.
     for value in headers.get_all(ORG_HEADER) {
         if !value
@@ -168,7 +157,16 @@ async fn handle<'a>(
     if !is_json(headers) {
         return Err(RequestError::UnsupportedMediaType);
     }
-    let limit = gateway.max_body_bytes;
+    // Held until the response is built: a noisy org cannot take every slot of the gateway.
+    let _permit = match &org.limit {
+        Some(permits) => Some(permits.clone().try_acquire_owned().map_err(|_| {
+            RequestError::OrgConcurrencyLimit(
+                tenancy.config.orgs[index].max_concurrency.unwrap_or(0),
+            )
+        })?),
+        None => None,
+    };
+    let limit = tenancy.config.server.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(log_format);
-    match server::start(config, shutdown::signal()).await {
+    match server::start(config, source.config, shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "gateway stopped");

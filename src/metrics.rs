@@ -1,9 +1,10 @@
 //! Prometheus metric families, registered on a registry the caller owns (no global state).
-//! Label values come only from configuration (org IDs, function names, regions) or fixed sets.
+//! Label values come only from configuration (org IDs, function names, regions) or fixed sets;
+//! the `org` label can be switched off for deployments with very many orgs.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Buckets for request and invoke latency: 1 ms to 60 s (the longest data-action timeout).
@@ -13,38 +14,54 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
+    org_label: bool,
     /// `code` is the response's error code, or `ok`.
-    pub requests: IntCounterVec,
-    pub request_duration: HistogramVec,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
     pub lambda_invoke_duration: HistogramVec,
     /// `kind`: function_error, throttled, aws, unreachable, invalid_response.
-    pub lambda_errors: IntCounterVec,
+    lambda_errors: IntCounterVec,
     /// `outcome`: ok, rejected, unavailable.
     pub sts_assume_role: IntCounterVec,
     pub sts_assume_role_duration: Histogram,
     /// `result`: hit, miss, refresh, stale, failed.
     pub credentials_cache: IntCounterVec,
     pub requests_waited_on_sts: IntCounter,
-    pub inflight: IntGauge,
+    inflight: IntGaugeVec,
+    /// `result`: ok, error.
+    pub config_reload: IntCounterVec,
 }
 
 impl Metrics {
-    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+    /// Registers every family on `registry`; with `org_label` false, no series carries an org.
+    pub fn new(registry: &Registry, org_label: bool) -> prometheus::Result<Self> {
         let latency = |name: &str, help: &str| {
             HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
         };
+        let with_org = |labels: &[&'static str]| -> Vec<&'static str> {
+            let mut all = Vec::with_capacity(labels.len() + 1);
+            if org_label {
+                all.push("org");
+            }
+            all.extend_from_slice(labels);
+            all
+        };
         let m = Metrics {
             registry: registry.clone(),
+            org_label,
             requests: IntCounterVec::new(
                 Opts::new(
                     "glg_requests_total",
-                    "Data-action requests answered, by org, function and code.",
+                    "Data-action requests answered, by code (`ok` or the error code).",
                 ),
-                &["org", "function", "code"],
+                &with_org(&["function", "code"]),
             )?,
             request_duration: HistogramVec::new(
-                latency("glg_request_duration_seconds", "Whole-request latency."),
-                &["org", "function"],
+                latency(
+                    "glg_request_duration_seconds",
+                    "Whole-request latency of authenticated requests.",
+                ),
+                &with_org(&["function"]),
             )?,
             lambda_invoke_duration: HistogramVec::new(
                 latency(
@@ -58,7 +75,7 @@ impl Metrics {
                     "glg_lambda_errors_total",
                     "Failed Lambda invocations, by kind.",
                 ),
-                &["org", "function", "kind"],
+                &with_org(&["function", "kind"]),
             )?,
             sts_assume_role: IntCounterVec::new(
                 Opts::new(
@@ -74,7 +91,7 @@ impl Metrics {
             credentials_cache: IntCounterVec::new(
                 Opts::new(
                     "glg_credentials_cache_total",
-                    "Credential cache lookups, by result.",
+                    "Credential cache lookups and refreshes, by result.",
                 ),
                 &["result"],
             )?,
@@ -82,7 +99,20 @@ impl Metrics {
                 "glg_requests_waited_on_sts_total",
                 "Requests that had to wait for an AssumeRole.",
             )?,
-            inflight: IntGauge::new("glg_inflight_requests", "Requests being served.")?,
+            inflight: IntGaugeVec::new(
+                Opts::new(
+                    "glg_inflight_requests",
+                    "Authenticated requests being served.",
+                ),
+                &with_org(&[]),
+            )?,
+            config_reload: IntCounterVec::new(
+                Opts::new(
+                    "glg_config_reload_total",
+                    "Configuration reloads (SIGHUP), by result.",
+                ),
+                &["result"],
+            )?,
         };
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.request_duration.clone()))?;
@@ -93,15 +123,52 @@ impl Metrics {
         registry.register(Box::new(m.credentials_cache.clone()))?;
         registry.register(Box::new(m.requests_waited_on_sts.clone()))?;
         registry.register(Box::new(m.inflight.clone()))?;
-        let build_info = IntCounterVec::new(
-            Opts::new("glg_build_info", "The running version."),
+        registry.register(Box::new(m.config_reload.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("glg_build_info", "The running version (always 1)."),
             &["version"],
         )?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .inc();
+            .set(1);
         registry.register(Box::new(build_info))?;
         Ok(m)
+    }
+
+    /// Label values, with the org first when the org label is on.
+    fn labels<'a>(&self, org: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+        let mut values = Vec::with_capacity(rest.len() + 1);
+        if self.org_label {
+            values.push(org);
+        }
+        values.extend_from_slice(rest);
+        values
+    }
+
+    pub fn request(&self, org: &str, function: &str, code: &str) {
+        self.requests
+            .with_label_values(&self.labels(org, &[function, code]))
+            .inc();
+    }
+
+    pub fn request_duration(&self, org: &str, function: &str, seconds: f64) {
+        self.request_duration
+            .with_label_values(&self.labels(org, &[function]))
+            .observe(seconds);
+    }
+
+    pub fn lambda_error(&self, org: &str, function: &str, kind: &str) {
+        self.lambda_errors
+            .with_label_values(&self.labels(org, &[function, kind]))
+            .inc();
+    }
+
+    /// Counts a request of `org` in flight until the guard is dropped, however the request ends
+    /// (including a client that disconnects and so cancels it).
+    pub fn inflight(&self, org: &str) -> InflightGuard {
+        let gauge = self.inflight.with_label_values(&self.labels(org, &[]));
+        gauge.inc();
+        InflightGuard(gauge)
     }
 
     /// The registry in Prometheus text format.
@@ -110,5 +177,53 @@ impl Metrics {
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+pub struct InflightGuard(IntGauge);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_org_label_can_be_switched_off() {
+        let with = Metrics::new(&Registry::new(), true).unwrap();
+        with.request("org-a", "f", "ok");
+        assert!(
+            with.render()
+                .contains(r#"glg_requests_total{code="ok",function="f",org="org-a"} 1"#)
+        );
+        let without = Metrics::new(&Registry::new(), false).unwrap();
+        without.request("org-a", "f", "ok");
+        without.request("org-b", "f", "ok");
+        let text = without.render();
+        assert!(
+            text.contains(r#"glg_requests_total{code="ok",function="f"} 2"#),
+            "{text}"
+        );
+        assert!(!text.contains("org-a"));
+    }
+
+    #[test]
+    fn inflight_guards_count_down_when_dropped() {
+        let m = Metrics::new(&Registry::new(), true).unwrap();
+        let a = m.inflight("org-a");
+        let b = m.inflight("org-a");
+        assert!(
+            m.render()
+                .contains(r#"glg_inflight_requests{org="org-a"} 2"#)
+        );
+        drop((a, b));
+        assert!(
+            m.render()
+                .contains(r#"glg_inflight_requests{org="org-a"} 0"#)
+        );
     }
 }

@@ -1,32 +1,50 @@
 //! Assembly and lifetime: load the AWS base config, build the gateway from a validated config,
-//! serve the public and admin listeners, drain on shutdown.
+//! serve the public and admin listeners, reload on SIGHUP, drain on shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::response::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceBuilder;
 
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
 use crate::credentials::{AssumeRole, CredentialCache, Sts};
+use crate::error::RequestError;
 use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::tenants::{self, Org};
 use crate::{admin, ingress};
 
-/// Everything the request path reads, built once per configuration.
-pub struct Gateway {
+/// The part of the gateway a reload replaces: the config and the orgs built from it.
+/// A request holds the `Arc` it started with, so in-flight requests finish on the old one.
+pub struct Tenancy {
+    pub config: Config,
     pub orgs: Vec<Org>,
     pub auth: Authenticator,
+}
+
+/// Everything the request path reads. The credential cache, Lambda clients and metrics outlive
+/// reloads, so orgs whose role and ExternalId are unchanged keep their credentials.
+pub struct Gateway {
+    tenancy: ArcSwap<Tenancy>,
     pub cache: Arc<CredentialCache>,
     pub invoker: Invoker,
     pub metrics: Arc<Metrics>,
-    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +75,12 @@ impl StartError {
 }
 
 /// Builds the gateway from `config` with the AWS default chain, binds both listeners and serves
-/// until `shutdown` resolves.
-pub async fn start(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+/// until `shutdown` resolves. `config_path` is re-read on SIGHUP.
+pub async fn start(
+    config: Config,
+    config_path: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let sdk = aws_base_config(&config).await?;
     let bind = |addr| async move {
         TcpListener::bind(addr)
@@ -67,22 +89,21 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()>) -> Result
     };
     let public = bind(config.server.listen).await?;
     let admin = bind(config.server.admin_listen).await?;
-    let metrics = Arc::new(Metrics::new(&prometheus::Registry::new())?);
-    let gateway = Gateway::new(&config, sdk.clone(), sts(&sdk), metrics);
+    let metrics = Arc::new(Metrics::new(
+        &prometheus::Registry::new(),
+        config.metrics.org_label,
+    )?);
+    let gateway = Gateway::new(config, sdk.clone(), sts(&sdk), metrics);
     tracing::info!(
         listen = %public.local_addr()?,
         admin = %admin.local_addr()?,
-        orgs = config.orgs.len(),
+        orgs = gateway.tenancy().orgs.len(),
         "genesys-lambda-gateway serving"
     );
-    run(
-        gateway,
-        public,
-        admin,
-        config.server.shutdown_grace,
-        shutdown,
-    )
-    .await?;
+    if let Some(path) = config_path {
+        tokio::spawn(reload_on_hangup(gateway.clone(), path));
+    }
+    run(gateway, public, admin, shutdown).await?;
     Ok(())
 }
 
@@ -117,13 +138,71 @@ pub fn sts(sdk: &aws_config::SdkConfig) -> Arc<dyn AssumeRole> {
 
 impl Gateway {
     pub fn new(
-        config: &Config,
+        config: Config,
         sdk: aws_config::SdkConfig,
         assumer: Arc<dyn AssumeRole>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let cache = CredentialCache::new(assumer, (&config.credentials).into(), metrics.clone());
-        let orgs = tenants::build(config, &cache);
+        let invoker = Invoker::new(sdk, metrics.clone());
+        let tenancy = Tenancy::build(config, &cache, &invoker);
+        if tenancy.config.credentials.prefetch {
+            let slots = tenancy.orgs.iter().map(|o| o.credentials.clone()).collect();
+            cache.prefetch(slots, tenancy.config.credentials.prefetch_concurrency);
+        }
+        Arc::new(Gateway {
+            tenancy: ArcSwap::from_pointee(tenancy),
+            cache,
+            invoker,
+            metrics,
+        })
+    }
+
+    /// The configuration in force now.
+    pub fn tenancy(&self) -> Arc<Tenancy> {
+        self.tenancy.load_full()
+    }
+
+    /// Swaps in a new (validated) configuration. Settings that only take effect at start are
+    /// kept as they are; the returned list names each one that changed.
+    pub fn reload(&self, config: Config) -> Vec<&'static str> {
+        let old = self.tenancy();
+        let (o, n) = (&old.config, &config);
+        let mut restart_only = Vec::new();
+        if o.server.listen != n.server.listen {
+            restart_only.push("server.listen");
+        }
+        if o.server.admin_listen != n.server.admin_listen {
+            restart_only.push("server.admin_listen");
+        }
+        if o.server.max_inflight != n.server.max_inflight {
+            restart_only.push("server.max_inflight");
+        }
+        if o.server.header_read_timeout != n.server.header_read_timeout {
+            restart_only.push("server.header_read_timeout");
+        }
+        if o.server.shutdown_grace != n.server.shutdown_grace {
+            restart_only.push("server.shutdown_grace");
+        }
+        if o.aws.region != n.aws.region {
+            restart_only.push("aws");
+        }
+        if format!("{:?}", o.credentials) != format!("{:?}", n.credentials) {
+            restart_only.push("credentials");
+        }
+        if o.metrics != n.metrics {
+            restart_only.push("metrics");
+        }
+        let tenancy = Tenancy::build(config, &self.cache, &self.invoker);
+        self.tenancy.store(Arc::new(tenancy));
+        // The old tenancy (and the credential slots only it held) goes when its last request ends.
+        restart_only
+    }
+}
+
+impl Tenancy {
+    fn build(config: Config, cache: &CredentialCache, invoker: &Invoker) -> Tenancy {
+        let orgs = tenants::build(&config, cache);
         let auth = Authenticator::new(config.orgs.iter().map(|org| {
             let hashes = org
                 .token_sha256
@@ -133,64 +212,157 @@ impl Gateway {
                 .collect();
             (org.id.as_str(), hashes)
         }));
-        if config.credentials.prefetch {
-            let slots = orgs.iter().map(|org| org.credentials.clone()).collect();
-            cache.prefetch(slots, config.credentials.prefetch_concurrency);
-        }
-        let invoker = Invoker::new(sdk, metrics.clone());
         // Lambda clients for every configured region up front, so no request pays for one.
         for org in &orgs {
             for function in org.functions.values() {
                 invoker.client(&function.arn.region);
             }
         }
-        Arc::new(Gateway {
-            orgs,
-            auth,
-            cache,
-            invoker,
-            metrics,
-            max_body_bytes: config.server.max_body_bytes,
-        })
+        Tenancy { config, orgs, auth }
     }
 }
 
+/// Re-reads `path` on every SIGHUP. A config that fails validation is refused as a whole:
+/// the one in force stays, every problem is logged, and the failure is counted.
+async fn reload_on_hangup(gateway: Arc<Gateway>, path: PathBuf) {
+    let mut hangups = crate::shutdown::hangups();
+    while hangups.recv().await.is_some() {
+        match Config::load(&path) {
+            Ok(config) => {
+                let orgs = config.orgs.len();
+                let restart_only = gateway.reload(config);
+                gateway
+                    .metrics
+                    .config_reload
+                    .with_label_values(&["ok"])
+                    .inc();
+                tracing::info!(path = %path.display(), orgs, "configuration reloaded");
+                if !restart_only.is_empty() {
+                    tracing::warn!(
+                        changed = ?restart_only,
+                        "these settings changed but take effect only at the next start"
+                    );
+                }
+            }
+            Err(errors) => {
+                gateway
+                    .metrics
+                    .config_reload
+                    .with_label_values(&["error"])
+                    .inc();
+                for problem in &errors.0 {
+                    tracing::error!(path = %path.display(), problem = %problem, "configuration refused");
+                }
+                tracing::error!(
+                    problems = errors.0.len(),
+                    "reload refused; the previous configuration stays in force"
+                );
+            }
+        }
+    }
+}
+
+/// The public service: the ingress router behind the global in-flight cap.
+pub fn public_service(gateway: Arc<Gateway>) -> Router {
+    let max_inflight = gateway.tenancy().config.server.max_inflight;
+    ingress::router(gateway).layer(
+        ServiceBuilder::new()
+            // Outermost: turn the load-shed refusal below into our JSON 503 `overloaded`.
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                Ok::<Response, Infallible>(RequestError::Overloaded.into_response_with_id(""))
+            }))
+            // Refuse at once rather than queue: a queued data action only times out later.
+            .load_shed()
+            // At most `server.max_inflight` requests in the handler at once, over all orgs.
+            .concurrency_limit(max_inflight),
+    )
+}
+
 /// Serves until `shutdown` resolves, then drains: readiness turns 503, the listeners stop
-/// accepting, in-flight requests get up to `grace` to finish.
+/// accepting, in-flight requests get up to `server.shutdown_grace` to finish.
 pub async fn run(
     gateway: Arc<Gateway>,
     public: TcpListener,
     admin_listener: TcpListener,
-    grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let server = gateway.tenancy().config.server.clone();
     let ready = Arc::new(AtomicBool::new(true));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let admin = axum::serve(
+    let admin = admin::router(gateway.metrics.clone(), ready.clone());
+    let admin = tokio::spawn(serve(
         admin_listener,
-        admin::router(gateway.metrics.clone(), ready.clone()),
-    )
-    .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let public =
-        axum::serve(public, ingress::router(gateway)).with_graceful_shutdown(stopped(stop_rx));
-    let admin = tokio::spawn(async move { admin.await });
+        admin,
+        server.header_read_timeout,
+        stop_rx.clone(),
+    ));
+    let public = serve(
+        public,
+        public_service(gateway),
+        server.header_read_timeout,
+        stop_rx,
+    );
     let drain = async {
         shutdown.await;
         tracing::info!(
-            grace_s = grace.as_secs(),
+            grace_s = server.shutdown_grace.as_secs(),
             "shutting down; draining in-flight requests"
         );
         ready.store(false, Ordering::SeqCst);
         let _ = stop_tx.send(true);
-        tokio::time::sleep(grace).await;
+        tokio::time::sleep(server.shutdown_grace).await;
     };
     tokio::select! {
-        served = public => served?,
+        () = public => tracing::info!("drained; every in-flight request finished"),
         () = drain => tracing::warn!("shutdown grace expired with requests still in flight"),
     }
     admin.abort();
     Ok(())
+}
+
+/// Accepts connections (HTTP/1.1 and HTTP/2) until `stop`, then waits for the open ones to
+/// finish their requests. Idle keep-alive connections are closed at once.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopped(&mut stop) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Usually out of file descriptors: pause rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use crate::arn::FunctionArn;
 use crate::config::Config;
 use crate::credentials::{CredentialCache, Slot};
@@ -14,6 +16,8 @@ pub struct Org {
     pub role_arn: String,
     pub functions: HashMap<String, Function>,
     pub credentials: Arc<Slot>,
+    /// `max_concurrency`: permits for this org's requests in flight.
+    pub limit: Option<Arc<Semaphore>>,
 }
 
 pub struct Function {
@@ -51,6 +55,7 @@ pub fn build(config: &Config, cache: &CredentialCache) -> Vec<Org> {
                 role_arn: org.role_arn.clone(),
                 functions,
                 credentials: cache.slot(&org.role_arn, org.external_id(), &session_name(&org.id)),
+                limit: org.max_concurrency.map(|n| Arc::new(Semaphore::new(n))),
             }
         })
         .collect()

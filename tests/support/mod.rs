@@ -6,7 +6,6 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_sdk_iam::config::{BehaviorVersion, Region};
@@ -183,6 +182,7 @@ pub async fn create_function(
 
 /// A gateway running in-process on loopback ports, stopped when dropped.
 pub struct RunningGateway {
+    pub gateway: Arc<Gateway>,
     pub url: String,
     pub admin_url: String,
     pub metrics: Arc<Metrics>,
@@ -206,8 +206,9 @@ impl RunningGateway {
         sts: Arc<dyn AssumeRole>,
     ) -> RunningGateway {
         let config = Config::parse(config_text).expect("test config must be valid");
-        let metrics = Arc::new(Metrics::new(&prometheus::Registry::new()).unwrap());
-        let gateway = Gateway::new(&config, sdk, sts, metrics.clone());
+        let metrics =
+            Arc::new(Metrics::new(&prometheus::Registry::new(), config.metrics.org_label).unwrap());
+        let gateway = Gateway::new(config, sdk, sts, metrics.clone());
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (url, admin_url) = (
@@ -215,16 +216,11 @@ impl RunningGateway {
             base(admin.local_addr().unwrap()),
         );
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(
-            gateway,
-            public,
-            admin,
-            Duration::from_secs(5),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let task = tokio::spawn(server::run(gateway.clone(), public, admin, async move {
+            let _ = stopped.await;
+        }));
         RunningGateway {
+            gateway,
             url,
             admin_url,
             metrics,
