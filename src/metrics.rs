@@ -211,6 +211,53 @@ mod tests {
         assert!(!text.contains("org-a"));
     }
 
+    /// Every series the Grafana dashboard queries is one the gateway exports.
+    #[test]
+    fn the_dashboard_queries_only_exported_metrics() {
+        let m = Metrics::new(&Registry::new(), true).unwrap();
+        m.request("o", "f", "ok");
+        m.request_duration("o", "f", 0.1);
+        m.lambda_error("o", "f", "aws");
+        m.lambda_invoke_duration
+            .with_label_values(&["eu-west-1"])
+            .observe(0.1);
+        m.sts_assume_role.with_label_values(&["ok"]).inc();
+        m.credentials_cache.with_label_values(&["hit"]).inc();
+        m.config_reload.with_label_values(&["ok"]).inc();
+        let _inflight = m.inflight("o");
+        let exported: std::collections::HashSet<String> = m
+            .render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_owned)
+            .collect();
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+            "../deploy/grafana/genesys-lambda-gateway.json"
+        ))
+        .unwrap();
+        let mut queried = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if let Some(name) = word.strip_prefix("glg_").map(|_| word) {
+                        let family = ["_bucket", "_sum", "_count"]
+                            .iter()
+                            .find_map(|suffix| name.strip_suffix(suffix))
+                            .unwrap_or(name);
+                        assert!(
+                            exported.contains(family),
+                            "{family} (in {expr:?}) is not exported"
+                        );
+                        queried += 1;
+                    }
+                }
+            }
+        }
+        assert!(queried >= 10, "the dashboard queries {queried} series");
+    }
+
     #[test]
     fn inflight_guards_count_down_when_dropped() {
         let m = Metrics::new(&Registry::new(), true).unwrap();

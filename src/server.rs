@@ -289,12 +289,15 @@ pub async fn run(
     let server = gateway.tenancy().config.server.clone();
     let ready = Arc::new(AtomicBool::new(true));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The admin listener keeps answering through the drain (`/ready` says 503, `/metrics` shows
+    // the drain) and is stopped only once the public side is done.
+    let (_admin_stop, admin_stop_rx) = watch::channel(false);
     let admin = admin::router(gateway.metrics.clone(), ready.clone());
     let admin = tokio::spawn(serve(
         admin_listener,
         admin,
         server.header_read_timeout,
-        stop_rx.clone(),
+        admin_stop_rx,
     ));
     let public = serve(
         public,

@@ -7,105 +7,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{RunningGateway, basic, create_function, create_org_role, sha256_hex, unique};
-
-/// One org as the tests configure it.
-struct TestOrg {
-    id: String,
-    secret: String,
-    role_arn: String,
-    /// (name in the URL, ARN, optional timeout)
-    functions: Vec<(String, String, Option<&'static str>)>,
-}
-
-impl TestOrg {
-    fn toml(&self) -> String {
-        let functions: String = self
-            .functions
-            .iter()
-            .map(|(name, arn, timeout)| match timeout {
-                Some(t) => format!("{name} = {{ arn = \"{arn}\", timeout = \"{t}\" }}\n"),
-                None => format!("{name} = {{ arn = \"{arn}\" }}\n"),
-            })
-            .collect();
-        format!(
-            "[[orgs]]\nid = \"{}\"\nrole_arn = \"{}\"\ntoken_sha256 = \"{}\"\n[orgs.functions]\n{functions}\n",
-            self.id,
-            self.role_arn,
-            sha256_hex(&self.secret)
-        )
-    }
-
-    fn auth(&self) -> String {
-        basic(&self.id, &self.secret)
-    }
-}
-
-fn config(server: &str, orgs: &[&TestOrg]) -> String {
-    config_with(server, "", orgs)
-}
-
-fn config_with(server: &str, credentials: &str, orgs: &[&TestOrg]) -> String {
-    let orgs: String = orgs.iter().map(|o| o.toml()).collect();
-    format!(
-        "[server]\n{server}\n[aws]\nregion = \"us-east-1\"\n[credentials]\n{credentials}\n{orgs}"
-    )
-}
-
-/// An org in `account` whose role trusts the gateway with ExternalId = its org ID, with one
-/// function per (name, region), each invokable by the role.
-async fn provision(account: &str, functions: &[(&str, &str)]) -> TestOrg {
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut arns = Vec::new();
-    for (name, region) in functions {
-        let arn = create_function(account, region, &unique(name), &[]).await;
-        arns.push((name.to_string(), arn, None));
-    }
-    let invokable: Vec<String> = arns.iter().map(|(_, arn, _)| arn.clone()).collect();
-    let role_arn = create_org_role(account, &unique("genesys"), &id, &invokable).await;
-    TestOrg {
-        id,
-        secret: unique("secret"),
-        role_arn,
-        functions: arns,
-    }
-}
-
-async fn post(
-    url: &str,
-    auth: Option<&str>,
-    headers: &[(&str, &str)],
-    body: impl Into<reqwest::Body>,
-) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body);
-    if let Some(auth) = auth {
-        request = request.header("authorization", auth);
-    }
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let response = request.send().await.expect("gateway answers");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    (status, headers, body)
-}
-
-fn assert_error(status: StatusCode, body: &Value, want_status: u16, want_code: &str) {
-    assert_eq!(status.as_u16(), want_status, "{body}");
-    assert_eq!(body["error"]["code"], want_code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-    assert!(body["error"]["request_id"].as_str().is_some(), "{body}");
-}
+use support::{
+    RunningGateway, TestOrg, assert_error, basic, config, config_with, create_function,
+    create_org_role, post, provision, unique,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invokes_a_function_in_another_region_with_the_org_role() {

@@ -14,6 +14,8 @@ use genesys_lambda_gateway::config::Config;
 use genesys_lambda_gateway::credentials::AssumeRole;
 use genesys_lambda_gateway::metrics::Metrics;
 use genesys_lambda_gateway::server::{self, Gateway};
+use reqwest::StatusCode;
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -280,4 +282,102 @@ pub fn basic(org: &str, secret: &str) -> String {
 
 pub fn sha256_hex(secret: &str) -> String {
     hex::encode(genesys_lambda_gateway::auth::hash_secret(secret.as_bytes()))
+}
+
+/// One org as the tests configure it.
+pub struct TestOrg {
+    pub id: String,
+    pub secret: String,
+    pub role_arn: String,
+    /// (name in the URL, ARN, optional timeout)
+    pub functions: Vec<(String, String, Option<&'static str>)>,
+}
+
+impl TestOrg {
+    pub fn toml(&self) -> String {
+        let functions: String = self
+            .functions
+            .iter()
+            .map(|(name, arn, timeout)| match timeout {
+                Some(t) => format!("{name} = {{ arn = \"{arn}\", timeout = \"{t}\" }}\n"),
+                None => format!("{name} = {{ arn = \"{arn}\" }}\n"),
+            })
+            .collect();
+        format!(
+            "[[orgs]]\nid = \"{}\"\nrole_arn = \"{}\"\ntoken_sha256 = \"{}\"\n[orgs.functions]\n{functions}\n",
+            self.id,
+            self.role_arn,
+            sha256_hex(&self.secret)
+        )
+    }
+
+    pub fn auth(&self) -> String {
+        basic(&self.id, &self.secret)
+    }
+}
+
+pub fn config(server: &str, orgs: &[&TestOrg]) -> String {
+    config_with(server, "", orgs)
+}
+
+pub fn config_with(server: &str, credentials: &str, orgs: &[&TestOrg]) -> String {
+    let orgs: String = orgs.iter().map(|o| o.toml()).collect();
+    format!(
+        "[server]\n{server}\n[aws]\nregion = \"us-east-1\"\n[credentials]\n{credentials}\n{orgs}"
+    )
+}
+
+/// An org in `account` whose role trusts the gateway with ExternalId = its org ID, with one
+/// function per (name, region), each invokable by the role.
+pub async fn provision(account: &str, functions: &[(&str, &str)]) -> TestOrg {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut arns = Vec::new();
+    for (name, region) in functions {
+        let arn = create_function(account, region, &unique(name), &[]).await;
+        arns.push((name.to_string(), arn, None));
+    }
+    let invokable: Vec<String> = arns.iter().map(|(_, arn, _)| arn.clone()).collect();
+    let role_arn = create_org_role(account, &unique("genesys"), &id, &invokable).await;
+    TestOrg {
+        id,
+        secret: unique("secret"),
+        role_arn,
+        functions: arns,
+    }
+}
+
+pub async fn post(
+    url: &str,
+    auth: Option<&str>,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.expect("gateway answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, headers, body)
+}
+
+pub fn assert_error(status: StatusCode, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(status.as_u16(), want_status, "{body}");
+    assert_eq!(body["error"]["code"], want_code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(body["error"]["request_id"].as_str().is_some(), "{body}");
 }
