@@ -1,7 +1,7 @@
 //! Provisions the demo org of `config/demo.toml` on the emulator at `AWS_ENDPOINT_URL`
 //! (scripts/demo runs it).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/support/aws.rs"]
 mod support;
 
 const DEMO_ORG: &str = "6f4e2a10-0d7c-4c9b-9a51-2f3e8c7d1b20";

@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,9 +12,16 @@ use rand::RngCore;
 
 use crate::auth::hash_secret;
 use crate::config::{Config, ConfigErrors, DEMO_CONFIG};
+use crate::credentials::CredentialCache;
+use crate::invoke::Invoker;
+use crate::metrics::Metrics;
+use crate::{onboarding, server, tenants};
 
 /// Exit code for a configuration that cannot be used (sysexits EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
+/// Exit code of `check-config --assume` when the config is valid but an org's AWS wiring is
+/// broken (sysexits EX_CONFIG).
+pub const EXIT_BROKEN_ORG: u8 = 78;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,9 +44,20 @@ pub enum Command {
         log_format: LogFormat,
     },
     /// Validate a config and print a summary per org; exit 0 when valid, 64 when not.
+    /// With --assume, also prove each org's AWS wiring; exit 78 when any org is broken.
     CheckConfig {
         #[command(flatten)]
         source: ConfigSource,
+        /// Assume each org's role with its ExternalId (the gateway's real AWS credentials) and
+        /// DryRun-invoke each of its functions in the function's region.
+        #[arg(long)]
+        assume: bool,
+        /// With --assume: check only this org.
+        #[arg(long, requires = "assume")]
+        org: Option<String>,
+        /// With --assume: print the report as JSON.
+        #[arg(long, requires = "assume")]
+        json: bool,
     },
     /// Read a secret on stdin and print its `token_sha256` value.
     HashSecret,
@@ -140,4 +159,61 @@ pub fn gen_secret() -> ExitCode {
         hex::encode(hash_secret(secret.as_bytes()))
     );
     ExitCode::SUCCESS
+}
+
+/// `check-config --assume`: proves every org's (or one org's) wiring against AWS.
+pub async fn check_assume(source: &ConfigSource, only: Option<&str>, json: bool) -> ExitCode {
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Some(id) = only
+        && !config.orgs.iter().any(|o| o.id.eq_ignore_ascii_case(id))
+    {
+        eprintln!("--org {id}: no such org in the config");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let sdk = match server::aws_base_config(&config).await {
+        Ok(sdk) => sdk,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let metrics = match Metrics::new(&prometheus::Registry::new(), true) {
+        Ok(metrics) => Arc::new(metrics),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let assumer = server::sts(&sdk);
+    let cache = CredentialCache::new(
+        assumer.clone(),
+        (&config.credentials).into(),
+        metrics.clone(),
+    );
+    let invoker = Invoker::new(sdk, metrics);
+    let mut reports = Vec::new();
+    for org in tenants::build(&config, &cache) {
+        if only.is_none_or(|id| org.id.eq_ignore_ascii_case(id)) {
+            reports.push(onboarding::check_org(&*assumer, &invoker, &org).await);
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).unwrap_or_default()
+        );
+    } else {
+        print!("{}", onboarding::render_table(&reports));
+    }
+    if reports.iter().all(|r| r.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_BROKEN_ORG)
+    }
 }

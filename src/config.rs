@@ -178,6 +178,19 @@ pub struct FunctionConfig {
     /// Hard deadline for the whole request; `server.default_timeout` when absent.
     #[serde(default, deserialize_with = "opt_duration")]
     pub timeout: Option<Duration>,
+    /// `RequestResponse` (answer with the function's result) or `Event` (202 at once).
+    #[serde(default)]
+    pub invocation_type: InvocationType,
+    /// Put the last 4 KB of the function's log in the gateway's debug log (never the response).
+    #[serde(default)]
+    pub log_tail: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum InvocationType {
+    #[default]
+    RequestResponse,
+    Event,
 }
 
 /// Every problem `validate` found, each naming its key (and org).
@@ -347,6 +360,11 @@ impl Config {
                 {
                     problems.push(format!(
                         "{at}.qualifier: {q:?} is not a version or alias name"
+                    ));
+                }
+                if function.log_tail && function.invocation_type == InvocationType::Event {
+                    problems.push(format!(
+                        "{at}.log_tail: Lambda returns no log for Event invocations; remove it or use RequestResponse"
                     ));
                 }
                 if let Some(timeout) = function.timeout {
@@ -567,6 +585,34 @@ q = { arn = "arn:aws:lambda:eu-west-1:111122223333:function:q:live", qualifier =
             p.iter().any(|m| m.contains("functions.../etc: the name")),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn invocation_types() {
+        let text = minimal(
+            "",
+            r#"ev = { arn = "arn:aws:lambda:us-east-1:111122223333:function:f", invocation_type = "Event" }
+rr = { arn = "arn:aws:lambda:us-east-1:111122223333:function:f", log_tail = true }"#,
+        );
+        let config = Config::parse(&text).unwrap();
+        let functions = &config.orgs[0].functions;
+        assert_eq!(functions["ev"].invocation_type, InvocationType::Event);
+        assert_eq!(
+            functions["rr"].invocation_type,
+            InvocationType::RequestResponse
+        );
+        let bad = minimal(
+            "",
+            r#"ev = { arn = "arn:aws:lambda:us-east-1:111122223333:function:f", invocation_type = "Event", log_tail = true }
+dr = { arn = "arn:aws:lambda:us-east-1:111122223333:function:f", invocation_type = "DryRun" }"#,
+        );
+        let p = problems(&bad);
+        assert!(p[0].contains("unknown variant `DryRun`"), "{p:?}");
+        let bad = minimal(
+            "",
+            r#"ev = { arn = "arn:aws:lambda:us-east-1:111122223333:function:f", invocation_type = "Event", log_tail = true }"#,
+        );
+        assert!(problems(&bad)[0].contains("functions.ev.log_tail"));
     }
 
     #[test]

@@ -185,6 +185,13 @@ pub struct Slot {
     state: Mutex<SlotState>,
 }
 
+impl Slot {
+    /// What is asked of STS for this key.
+    pub fn request(&self) -> &AssumeRequest {
+        &self.request
+    }
+}
+
 #[derive(Default)]
 struct SlotState {
     current: Option<Cached>,
@@ -271,6 +278,11 @@ impl CredentialCache {
         });
         slots.insert(key, Arc::downgrade(&slot));
         slot
+    }
+
+    /// The STS behind the cache, for checks that must not use cached credentials.
+    pub fn assumer(&self) -> &dyn AssumeRole {
+        &*self.assumer
     }
 
     /// How many keys some configuration still holds.

@@ -83,8 +83,9 @@ async fn invoke(
         .unwrap_or("");
     let response = match result {
         Ok(invoked) => {
+            let status = if invoked.accepted { 202 } else { 200 };
             tracing::info!(
-                org, function, code = "ok", status = 200,
+                org, function, code = "ok", status,
                 duration_ms = elapsed.as_millis() as u64,
                 request_id = %request_id,
                 lambda_request_id = invoked.lambda_request_id.as_deref().unwrap_or(""),
@@ -274,13 +275,24 @@ fn request_id(headers: &HeaderMap) -> String {
 }
 
 fn success_response(invoked: Invoked, request_id: &str) -> Response {
+    let (status, body) = if invoked.accepted {
+        // An Event invocation: Lambda queued it; its request ID is how to find it later.
+        let body = serde_json::json!({
+            "status": "accepted",
+            "request_id": request_id,
+            "lambda_request_id": invoked.lambda_request_id,
+        });
+        (StatusCode::ACCEPTED, Bytes::from(body.to_string()))
+    } else {
+        (StatusCode::OK, invoked.payload)
+    };
     let mut response = (
-        StatusCode::OK,
+        status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        invoked.payload,
+        body,
     )
         .into_response();
     let headers = response.headers_mut();

@@ -10,7 +10,7 @@ use aws_credential_types::Credentials;
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::operation::RequestId;
 use aws_sdk_lambda::operation::invoke::InvokeError as SdkInvokeError;
-use aws_sdk_lambda::types::InvocationType;
+use aws_sdk_lambda::types::{InvocationType, LogType};
 use aws_smithy_types::Blob;
 use aws_smithy_types::retry::RetryConfig;
 use base64::Engine;
@@ -20,6 +20,7 @@ use http::HeaderMap;
 use rand::Rng;
 use tokio::time::Instant;
 
+use crate::config;
 use crate::credentials::error_chain;
 use crate::metrics::Metrics;
 use crate::tenants::Function;
@@ -69,6 +70,8 @@ impl InvokeError {
 pub struct Invoked {
     pub payload: Bytes,
     pub lambda_request_id: Option<String>,
+    /// An `Event` invocation Lambda queued: there is no payload, only its request ID.
+    pub accepted: bool,
 }
 
 /// One Lambda client per region, all built from one `SdkConfig` and so sharing its HTTP client
@@ -136,7 +139,11 @@ impl Invoker {
                 .invoke()
                 .function_name(&function.unqualified_arn)
                 .set_qualifier(function.qualifier.clone())
-                .invocation_type(InvocationType::RequestResponse)
+                .invocation_type(match function.invocation_type {
+                    config::InvocationType::RequestResponse => InvocationType::RequestResponse,
+                    config::InvocationType::Event => InvocationType::Event,
+                })
+                .set_log_type(function.log_tail.then_some(LogType::Tail))
                 .set_client_context(client_context.clone())
                 .payload(Blob::new(payload.to_vec()))
                 .customize()
@@ -150,6 +157,16 @@ impl Invoker {
             match result {
                 Ok(out) => {
                     let lambda_request_id = out.request_id().map(str::to_owned);
+                    if let Some(tail) = out.log_result.as_deref() {
+                        log_tail(function, tail);
+                    }
+                    if function.invocation_type == config::InvocationType::Event {
+                        return Ok(Invoked {
+                            payload: Bytes::new(),
+                            lambda_request_id,
+                            accepted: true,
+                        });
+                    }
                     let body = out.payload.map(Blob::into_inner).unwrap_or_default();
                     if out.function_error.is_some() {
                         return Err(function_error(&body));
@@ -160,6 +177,7 @@ impl Invoker {
                     return Ok(Invoked {
                         payload: Bytes::from(body),
                         lambda_request_id,
+                        accepted: false,
                     });
                 }
                 Err(SdkError::ServiceError(e)) if e.err().is_too_many_requests_exception() => {
@@ -188,6 +206,42 @@ impl Invoker {
                 Err(e) => return Err(lambda_failure(e)),
             }
         }
+    }
+}
+
+impl Invoker {
+    /// `Invoke` with `InvocationType=DryRun`: Lambda checks that the function exists and that
+    /// the credentials may invoke it, without running it.
+    pub async fn dry_run(
+        &self,
+        function: &Function,
+        credentials: Credentials,
+    ) -> Result<(), InvokeError> {
+        self.client(&function.arn.region)
+            .invoke()
+            .function_name(&function.unqualified_arn)
+            .set_qualifier(function.qualifier.clone())
+            .invocation_type(InvocationType::DryRun)
+            .customize()
+            .config_override(
+                aws_sdk_lambda::config::Builder::default().credentials_provider(credentials),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(lambda_failure)
+    }
+}
+
+/// The function's log tail (base64, at most 4 KB) goes to the debug log, never the response.
+fn log_tail(function: &Function, tail: &str) {
+    match STANDARD.decode(tail) {
+        Ok(bytes) => tracing::debug!(
+            function = %function.name,
+            log_tail = %String::from_utf8_lossy(&bytes),
+            "function log tail"
+        ),
+        Err(e) => tracing::debug!(function = %function.name, error = %e, "unreadable log tail"),
     }
 }
 

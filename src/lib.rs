@@ -10,7 +10,8 @@
 //! - [`error`]: every failure mapped to a status and a stable error code.
 //!
 //! Around it: [`config`] (TOML, validated) and [`arn`], [`server`] (assembly, listeners, drain),
-//! [`admin`] (`/metrics`, `/live`, `/ready`), [`metrics`], [`telemetry`], [`shutdown`], [`cli`].
+//! [`admin`] (`/metrics`, `/live`, `/ready`, `/admin/check`), [`onboarding`] (proving an org's
+//! wiring), [`metrics`], [`telemetry`], [`shutdown`], [`cli`].
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod error;
 pub mod ingress;
 pub mod invoke;
 pub mod metrics;
+pub mod onboarding;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

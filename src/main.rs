@@ -9,7 +9,18 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let (source, log_format) = match cli.command {
         Command::Serve { source, log_format } => (source, log_format),
-        Command::CheckConfig { source } => return cli::check_config(&source),
+        Command::CheckConfig {
+            source,
+            assume,
+            org,
+            json,
+        } => {
+            return if assume {
+                cli::check_assume(&source, org.as_deref(), json).await
+            } else {
+                cli::check_config(&source)
+            };
+        }
         Command::HashSecret => return cli::hash_secret_from_stdin(),
         Command::GenSecret => return cli::gen_secret(),
     };

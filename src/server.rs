@@ -292,7 +292,7 @@ pub async fn run(
     // The admin listener keeps answering through the drain (`/ready` says 503, `/metrics` shows
     // the drain) and is stopped only once the public side is done.
     let (_admin_stop, admin_stop_rx) = watch::channel(false);
-    let admin = admin::router(gateway.metrics.clone(), ready.clone());
+    let admin = admin::router(gateway.clone(), ready.clone());
     let admin = tokio::spawn(serve(
         admin_listener,
         admin,

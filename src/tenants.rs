@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use crate::arn::FunctionArn;
-use crate::config::Config;
+use crate::config::{Config, InvocationType};
 use crate::credentials::{CredentialCache, Slot};
 
 pub struct Org {
@@ -27,6 +27,8 @@ pub struct Function {
     pub unqualified_arn: String,
     pub qualifier: Option<String>,
     pub timeout: Duration,
+    pub invocation_type: InvocationType,
+    pub log_tail: bool,
 }
 
 /// Builds the orgs of a validated config, in config order (the order `auth` indexes them by).
@@ -46,6 +48,8 @@ pub fn build(config: &Config, cache: &CredentialCache) -> Vec<Org> {
                         qualifier: f.qualifier.clone().or_else(|| arn.qualifier.clone()),
                         arn,
                         timeout: f.timeout.unwrap_or(config.server.default_timeout),
+                        invocation_type: f.invocation_type,
+                        log_tail: f.log_tail,
                     };
                     (name.clone(), function)
                 })

@@ -3,116 +3,14 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use support::{RunningGateway, TestOrg, assert_error, config, post, provision};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// The gateway binary serving a config file on loopback ports; killed if dropped.
-struct Process {
-    child: Child,
-    url: String,
-    admin_url: String,
-    config_path: PathBuf,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl Process {
-    async fn start(config_text: &str) -> Process {
-        let dir = std::env::temp_dir().join(support::unique("glg-ops"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config_path = dir.join("gateway.toml");
-        std::fs::write(&config_path, config_text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_genesys-lambda-gateway"))
-            .args(["serve", "--log-format", "json", "--config"])
-            .arg(&config_path)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (addresses_tx, addresses_rx) = tokio::sync::oneshot::channel();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let sink = logs.clone();
-        tokio::spawn(async move {
-            let mut addresses_tx = Some(addresses_tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(event) = serde_json::from_str::<Value>(&line)
-                    && event["message"] == "genesys-lambda-gateway serving"
-                    && let Some(tx) = addresses_tx.take()
-                {
-                    let _ = tx.send((
-                        event["listen"].as_str().unwrap().to_owned(),
-                        event["admin"].as_str().unwrap().to_owned(),
-                    ));
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let (listen, admin) = tokio::time::timeout(Duration::from_secs(30), addresses_rx)
-            .await
-            .expect("the gateway did not start within 30 s")
-            .expect("the gateway exited before serving");
-        Process {
-            child,
-            url: format!("http://{listen}"),
-            admin_url: format!("http://{admin}"),
-            config_path,
-            logs,
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{name}"), &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn invoke_url(&self, function: &str) -> String {
-        format!("{}/v1/functions/{function}/invoke", self.url)
-    }
-
-    async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.admin_url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                (name == series).then(|| value.parse().unwrap())
-            })
-            .unwrap_or(0.0)
-    }
-
-    fn logged(&self, needle: &str) -> bool {
-        self.logs.lock().unwrap().iter().any(|l| l.contains(needle))
-    }
-}
-
-/// Polls `check` every 100 ms until it holds, for at most `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use serde_json::json;
+use support::{
+    Process, RunningGateway, TestOrg, assert_error, config, eventually, post, provision,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn sleep_event(seconds: f64) -> String {
     json!({"mode": "sleep", "seconds": seconds}).to_string()

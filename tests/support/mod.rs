@@ -1,186 +1,26 @@
-//! Test and demo support: provisions orgs (cross-account roles whose trust policy requires the
-//! org ID as ExternalId, Python Lambdas in chosen regions) on the AWS emulator named by
-//! `AWS_ENDPOINT_URL`, and runs the gateway in-process on loopback ports.
+//! Integration-test support: provisioning on the emulator (`aws`), the gateway in-process on
+//! loopback ports, the gateway binary as a process, and the orgs the tests configure.
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::net::SocketAddr;
-use std::sync::Arc;
+pub mod aws;
+pub use aws::*;
 
-use aws_credential_types::Credentials;
-use aws_sdk_iam::config::{BehaviorVersion, Region};
-use aws_smithy_types::Blob;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use genesys_lambda_gateway::config::Config;
 use genesys_lambda_gateway::credentials::AssumeRole;
 use genesys_lambda_gateway::metrics::Metrics;
 use genesys_lambda_gateway::server::{self, Gateway};
 use reqwest::StatusCode;
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
-
-/// The account whose root the gateway runs as (`test`/`test` on the emulator).
-pub const GATEWAY_ACCOUNT: &str = "000000000000";
-
-/// The handler every test function runs. The event steers it: `mode` = `raise` raises,
-/// `sleep` sleeps `seconds`, `text` returns a bare string; anything else echoes the event and
-/// says which function (by its `GLG_TAG` environment variable) answered.
-pub const HANDLER: &str = r#"
-import os, time
-
-def handler(event, context):
-    mode = event.get("mode") if isinstance(event, dict) else None
-    if mode == "raise":
-        raise ValueError("boom: " + str(event.get("why")))
-    if mode == "sleep":
-        time.sleep(float(event.get("seconds", 3)))
-    return {"tag": os.environ.get("GLG_TAG"), "event": event}
-"#;
-
-pub fn endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL").expect(
-        "AWS_ENDPOINT_URL must name a running AWS emulator; run the tests with scripts/test",
-    )
-}
-
-/// A short random suffix so concurrent tests never share a role or function name.
-pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    )
-}
-
-/// SDK config acting as the root of `account` (the emulator maps a 12-digit key to it).
-fn account_config(account: &str, region: &str) -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_owned()))
-        .endpoint_url(endpoint())
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-                account, "test", None, None, "emulator",
-            )),
-        )
-        .build()
-}
-
-fn zip_handler(source: &str) -> Vec<u8> {
-    let mut buffer = std::io::Cursor::new(Vec::new());
-    {
-        let mut zip = zip::ZipWriter::new(&mut buffer);
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored);
-        zip.start_file("index.py", options).unwrap();
-        zip.write_all(source.as_bytes()).unwrap();
-        zip.finish().unwrap();
-    }
-    buffer.into_inner()
-}
-
-/// Creates, in `account`, a role the gateway may assume only with `external_id`, allowed to
-/// invoke `invokable` functions (ARNs). Returns the role ARN.
-pub async fn create_org_role(
-    account: &str,
-    name: &str,
-    external_id: &str,
-    invokable: &[String],
-) -> String {
-    let iam = aws_sdk_iam::Client::new(&account_config(account, "us-east-1"));
-    let trust = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": { "AWS": format!("arn:aws:iam::{GATEWAY_ACCOUNT}:root") },
-            "Action": "sts:AssumeRole",
-            "Condition": { "StringEquals": { "sts:ExternalId": external_id } }
-        }]
-    });
-    let role = iam
-        .create_role()
-        .role_name(name)
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await
-        .expect("create org role");
-    if !invokable.is_empty() {
-        let policy = serde_json::json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Effect": "Allow",
-                "Action": "lambda:InvokeFunction",
-                "Resource": invokable.iter().flat_map(|arn| [arn.clone(), format!("{arn}:*")]).collect::<Vec<_>>()
-            }]
-        });
-        iam.put_role_policy()
-            .role_name(name)
-            .policy_name("invoke")
-            .policy_document(policy.to_string())
-            .send()
-            .await
-            .expect("put invoke policy");
-    }
-    role.role.expect("role").arn
-}
-
-/// Creates a Python function running [`HANDLER`] in `account`/`region`; returns its ARN.
-/// `env` adds environment variables (e.g. the emulator's proxy URL).
-pub async fn create_function(
-    account: &str,
-    region: &str,
-    name: &str,
-    env: &[(&str, &str)],
-) -> String {
-    let sdk = account_config(account, region);
-    // Like AWS, the emulator wants an execution role the Lambda service may assume.
-    let exec_role = aws_sdk_iam::Client::new(&sdk)
-        .create_role()
-        .role_name(format!("exec-{name}"))
-        .assume_role_policy_document(
-            serde_json::json!({
-                "Version": "2012-10-17",
-                "Statement": [{
-                    "Effect": "Allow",
-                    "Principal": { "Service": "lambda.amazonaws.com" },
-                    "Action": "sts:AssumeRole"
-                }]
-            })
-            .to_string(),
-        )
-        .send()
-        .await
-        .expect("create execution role")
-        .role
-        .expect("role")
-        .arn;
-    let lambda = aws_sdk_lambda::Client::new(&sdk);
-    let mut variables: std::collections::HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    variables.insert("GLG_TAG".into(), format!("{account}/{region}/{name}"));
-    let out = lambda
-        .create_function()
-        .function_name(name)
-        .runtime(aws_sdk_lambda::types::Runtime::Python312)
-        .handler("index.handler")
-        .role(exec_role)
-        .timeout(30)
-        .code(
-            aws_sdk_lambda::types::FunctionCode::builder()
-                .zip_file(Blob::new(zip_handler(HANDLER)))
-                .build(),
-        )
-        .environment(
-            aws_sdk_lambda::types::Environment::builder()
-                .set_variables(Some(variables))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create function");
-    out.function_arn.expect("function arn")
-}
 
 /// A gateway running in-process on loopback ports, stopped when dropped.
 pub struct RunningGateway {
@@ -380,4 +220,109 @@ pub fn assert_error(status: StatusCode, body: &Value, want_status: u16, want_cod
         "{body}"
     );
     assert!(body["error"]["request_id"].as_str().is_some(), "{body}");
+}
+
+/// The gateway binary serving a config file on loopback ports; killed if dropped.
+pub struct Process {
+    pub child: Child,
+    pub url: String,
+    pub admin_url: String,
+    pub config_path: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    pub async fn start(config_text: &str) -> Process {
+        Self::start_with_env(config_text, &[]).await
+    }
+
+    pub async fn start_with_env(config_text: &str, env: &[(&str, &str)]) -> Process {
+        let dir = std::env::temp_dir().join(unique("glg-proc"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config_path = dir.join("gateway.toml");
+        std::fs::write(&config_path, config_text).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_genesys-lambda-gateway"))
+            .args(["serve", "--log-format", "json", "--config"])
+            .arg(&config_path)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addresses_tx, addresses_rx) = tokio::sync::oneshot::channel();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            let mut addresses_tx = Some(addresses_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && event["message"] == "genesys-lambda-gateway serving"
+                    && let Some(tx) = addresses_tx.take()
+                {
+                    let _ = tx.send((
+                        event["listen"].as_str().unwrap().to_owned(),
+                        event["admin"].as_str().unwrap().to_owned(),
+                    ));
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let (listen, admin) = tokio::time::timeout(Duration::from_secs(30), addresses_rx)
+            .await
+            .expect("the gateway did not start within 30 s")
+            .expect("the gateway exited before serving");
+        Process {
+            child,
+            url: format!("http://{listen}"),
+            admin_url: format!("http://{admin}"),
+            config_path,
+            logs,
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn invoke_url(&self, function: &str) -> String {
+        format!("{}/v1/functions/{function}/invoke", self.url)
+    }
+
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.admin_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == series).then(|| value.parse().unwrap())
+            })
+            .unwrap_or(0.0)
+    }
+
+    pub fn logged(&self, needle: &str) -> bool {
+        self.logs.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
