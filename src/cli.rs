@@ -196,7 +196,13 @@ pub async fn check_assume(source: &ConfigSource, only: Option<&str>, json: bool)
         (&config.credentials).into(),
         metrics.clone(),
     );
-    let invoker = Invoker::new(sdk, metrics);
+    let invoker = match Invoker::new(sdk, metrics) {
+        Ok(invoker) => invoker,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut reports = Vec::new();
     for org in tenants::build(&config, &cache) {
         if only.is_none_or(|id| org.id.eq_ignore_ascii_case(id)) {

@@ -223,9 +223,54 @@ impl SlotState {
 }
 
 struct Cached {
-    credentials: Credentials,
+    session: Arc<Session>,
     expires_at: Instant,
     refresh_at: Instant,
+}
+
+/// Temporary credentials, with the SigV4 signing keys derived from them (one per day and
+/// region) so that a request signs with two HMACs instead of six.
+pub struct Session {
+    credentials: Credentials,
+    signing_keys: Mutex<Vec<(String, String, [u8; 32])>>,
+}
+
+impl Session {
+    pub fn new(credentials: Credentials) -> Self {
+        Self {
+            credentials,
+            signing_keys: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// The Lambda signing key for `date` (`YYYYMMDD`) and `region`.
+    pub fn signing_key(&self, date: &str, region: &str) -> [u8; 32] {
+        let mut keys = self.signing_keys.lock().expect("signing keys lock");
+        if let Some((_, _, key)) = keys.iter().find(|(d, r, _)| d == date && r == region) {
+            return *key;
+        }
+        let key =
+            crate::sigv4::signing_key(self.credentials.secret_access_key(), date, region, "lambda");
+        // Credentials live hours, not days: past a few dozen keys, the old days' are dead.
+        if keys.len() >= 32 {
+            keys.clear();
+        }
+        keys.push((date.to_owned(), region.to_owned(), key));
+        key
+    }
+}
+
+// Credentials' own Debug redacts the secret; the derived keys are secrets too.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Failure {
@@ -296,7 +341,7 @@ impl CredentialCache {
     }
 
     /// Credentials for the slot: cached when valid, else from the one AssumeRole under way.
-    pub async fn get(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<Credentials, CredentialsError> {
+    pub async fn get(self: &Arc<Self>, slot: &Arc<Slot>) -> Result<Arc<Session>, CredentialsError> {
         let mut waited = false;
         loop {
             let mut loading = {
@@ -305,7 +350,7 @@ impl CredentialCache {
                 let now = Instant::now();
                 state.last_used = Some(now);
                 if let Some(cached) = state.usable(now) {
-                    let credentials = cached.credentials.clone();
+                    let session = cached.session.clone();
                     // The refresher would start this within a second; a request that sees it
                     // first starts it now. Either way nobody waits for it.
                     if state.refresh_due(now) {
@@ -327,7 +372,7 @@ impl CredentialCache {
                             .with_label_values(&[result])
                             .inc();
                     }
-                    return Ok(credentials);
+                    return Ok(session);
                 }
                 if let Some(f) = state.failure.as_ref().filter(|f| now < f.until) {
                     self.metrics
@@ -468,7 +513,7 @@ impl CredentialCache {
                         "assumed role"
                     );
                     state.current = Some(Cached {
-                        credentials,
+                        session: Arc::new(Session::new(credentials)),
                         expires_at,
                         refresh_at,
                     });
@@ -613,8 +658,12 @@ mod tests {
         cache.slot("arn:aws:iam::111122223333:role/r", "org", "glg-org")
     }
 
-    fn key(result: Result<Credentials, CredentialsError>) -> String {
-        result.expect("credentials").access_key_id().to_owned()
+    fn key(result: Result<Arc<Session>, CredentialsError>) -> String {
+        result
+            .expect("credentials")
+            .credentials()
+            .access_key_id()
+            .to_owned()
     }
 
     fn waited(cache: &CredentialCache) -> u64 {
@@ -825,6 +874,25 @@ mod tests {
         assert!(
             cache.slots.lock().unwrap().is_empty(),
             "the map itself shrinks"
+        );
+    }
+
+    #[test]
+    fn signing_keys_are_derived_once_per_day_and_region() {
+        let session = Session::new(Credentials::new("AKID", "secret", None, None, "t"));
+        let a = session.signing_key("20261121", "eu-west-1");
+        assert_eq!(
+            a,
+            crate::sigv4::signing_key("secret", "20261121", "eu-west-1", "lambda")
+        );
+        assert_eq!(session.signing_key("20261121", "eu-west-1"), a);
+        assert_ne!(session.signing_key("20261122", "eu-west-1"), a);
+        assert_ne!(session.signing_key("20261121", "us-east-1"), a);
+        assert_eq!(session.signing_keys.lock().unwrap().len(), 3);
+        let debug = format!("{session:?}");
+        assert!(
+            !debug.contains("s3cr3t-value") && !debug.contains(&hex::encode(a)),
+            "{debug}"
         );
     }
 

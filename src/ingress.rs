@@ -178,11 +178,11 @@ async fn handle<'a>(
     let deadline = started + function.timeout;
     let work = async {
         let payload = read_body(body, limit).await?;
-        let credentials = gateway.cache.get(&org.credentials).await?;
+        let session = gateway.cache.get(&org.credentials).await?;
         let context = invoke::client_context(headers, &org.id);
         Ok(gateway
             .invoker
-            .invoke(function, credentials, payload, context, deadline)
+            .invoke(function, &session, payload, context, deadline)
             .await?)
     };
     tokio::time::timeout_at(deadline, work)

@@ -1,34 +1,51 @@
-//! Synchronous Lambda invocation in the function's own region, signed with the org's cached
-//! credentials, with the Genesys context as a ClientContext and throttling retried within the
-//! request's deadline.
+//! Synchronous (or queued) Lambda invocation in the function's own region, signed with the
+//! org's cached credentials, with the Genesys context as a ClientContext and throttling retried
+//! within the request's deadline.
+//!
+//! The hot path does not go through the SDK's operation machinery: measured, a per-call SDK
+//! `Invoke` with per-request credentials cost several times the rest of the gateway (see
+//! BENCHMARKS.md). It sends over one shared hyper connection pool and signs with [`sigv4`]
+//! using the session's cached signing key. The SDK still resolves the endpoints (its rules:
+//! partitions, FIPS, dual-stack, `AWS_ENDPOINT_URL[_LAMBDA]`) and serves the DryRun checks.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
+use aws_sdk_lambda::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_lambda::operation::RequestId;
 use aws_sdk_lambda::operation::invoke::InvokeError as SdkInvokeError;
-use aws_sdk_lambda::types::{InvocationType, LogType};
-use aws_smithy_types::Blob;
+use aws_sdk_lambda::types::InvocationType;
 use aws_smithy_types::retry::RetryConfig;
+use aws_types::service_config::ServiceConfigKey;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use tokio::time::Instant;
 
 use crate::config;
-use crate::credentials::error_chain;
+use crate::credentials::{Session, error_chain};
 use crate::metrics::Metrics;
+use crate::sigv4;
 use crate::tenants::Function;
 
 /// Lambda's ClientContext limit, in bytes of base64.
 pub const CLIENT_CONTEXT_MAX: usize = 3583;
+/// Lambda answers at most 6 MB; a little more is tolerated, anything beyond is refused.
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 + 64 * 1024;
 const THROTTLE_FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const THROTTLE_MAX_BACKOFF: Duration = Duration::from_secs(2);
+const USER_AGENT: &str = concat!("genesys-lambda-gateway/", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvokeError {
@@ -74,127 +91,121 @@ pub struct Invoked {
     pub accepted: bool,
 }
 
-/// One Lambda client per region, all built from one `SdkConfig` and so sharing its HTTP client
-/// (connection pool, TLS config).
+/// Where a region's Lambda API answers.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    /// `scheme://authority` plus any base path, without a trailing slash.
+    base: String,
+    /// The `Host` header (and signed host).
+    host: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvokerError {
+    #[error("cannot load the system's root certificates for TLS: {0}")]
+    Tls(std::io::Error),
+}
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Invokes functions in any region over one connection pool.
 pub struct Invoker {
+    http: HttpClient,
     base: aws_config::SdkConfig,
-    clients: std::sync::RwLock<HashMap<String, aws_sdk_lambda::Client>>,
+    endpoint_override: Option<String>,
+    endpoints: RwLock<HashMap<String, Result<Endpoint, String>>>,
+    /// SDK clients, only for the DryRun checks.
+    sdk_clients: RwLock<HashMap<String, aws_sdk_lambda::Client>>,
     metrics: Arc<Metrics>,
 }
 
 impl Invoker {
-    pub fn new(base: aws_config::SdkConfig, metrics: Arc<Metrics>) -> Self {
-        Self {
+    pub fn new(base: aws_config::SdkConfig, metrics: Arc<Metrics>) -> Result<Self, InvokerError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(3)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+            .map_err(InvokerError::Tls)?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(50))
+            .pool_max_idle_per_host(1024)
+            .build(https);
+        Ok(Self {
+            endpoint_override: endpoint_override(&base),
+            http,
             base,
-            clients: Default::default(),
+            endpoints: Default::default(),
+            sdk_clients: Default::default(),
             metrics,
-        }
+        })
     }
 
-    /// The client for `region`, made on first use.
-    pub fn client(&self, region: &str) -> aws_sdk_lambda::Client {
-        if let Some(client) = self
-            .clients
-            .read()
-            .expect("lambda clients lock")
-            .get(region)
-        {
-            return client.clone();
+    /// Resolves (once) where `region`'s Lambda API answers. Called for every configured region
+    /// when a configuration is built, so requests never resolve anything.
+    pub fn prepare(&self, region: &str) {
+        let _ = self.endpoint(region);
+    }
+
+    fn endpoint(&self, region: &str) -> Result<Endpoint, InvokeError> {
+        if let Some(found) = self.endpoints.read().expect("endpoints lock").get(region) {
+            return found.clone().map_err(InvokeError::Unreachable);
         }
-        let config = aws_sdk_lambda::config::Builder::from(&self.base)
-            .region(aws_sdk_lambda::config::Region::new(region.to_owned()))
-            // Throttling is retried here, within the request's deadline; other errors are
-            // answered at once so Genesys sees them while the contact is still waiting.
-            .retry_config(RetryConfig::disabled())
-            .build();
-        let client = aws_sdk_lambda::Client::from_conf(config);
-        self.clients
+        let resolved = resolve_endpoint(region, &self.base, self.endpoint_override.as_deref());
+        if let Err(e) = &resolved {
+            tracing::error!(region, error = %e, "no Lambda endpoint for region");
+        }
+        self.endpoints
             .write()
-            .expect("lambda clients lock")
-            .entry(region.to_owned())
-            .or_insert(client)
-            .clone()
+            .expect("endpoints lock")
+            .insert(region.to_owned(), resolved.clone());
+        resolved.map_err(InvokeError::Unreachable)
     }
 
-    /// Invokes `function` (RequestResponse) with `payload`, retrying throttling only while the
-    /// deadline leaves room for it.
+    /// Invokes `function` with `payload` as its `invocation_type` says, retrying throttling
+    /// only while the deadline leaves room for it.
     pub async fn invoke(
         &self,
         function: &Function,
-        credentials: Credentials,
+        session: &Session,
         payload: Bytes,
         client_context: Option<String>,
         deadline: Instant,
     ) -> Result<Invoked, InvokeError> {
-        let client = self.client(&function.arn.region);
+        let endpoint = self.endpoint(&function.arn.region)?;
         let histogram = self
             .metrics
             .lambda_invoke_duration
             .with_label_values(&[&function.arn.region]);
+        // Hashed once for every attempt; the signature covers it.
+        let payload_sha256 = sigv4::sha256_hex(&payload);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let request = signed_request(
+                &endpoint,
+                function,
+                session,
+                &payload,
+                &payload_sha256,
+                client_context.as_deref(),
+            )?;
             let started = Instant::now();
-            let result = client
-                .invoke()
-                .function_name(&function.unqualified_arn)
-                .set_qualifier(function.qualifier.clone())
-                .invocation_type(match function.invocation_type {
-                    config::InvocationType::RequestResponse => InvocationType::RequestResponse,
-                    config::InvocationType::Event => InvocationType::Event,
-                })
-                .set_log_type(function.log_tail.then_some(LogType::Tail))
-                .set_client_context(client_context.clone())
-                .payload(Blob::new(payload.to_vec()))
-                .customize()
-                .config_override(
-                    aws_sdk_lambda::config::Builder::default()
-                        .credentials_provider(credentials.clone()),
-                )
-                .send()
-                .await;
+            let result = self.http.request(request).await;
+            let outcome = match result {
+                Ok(response) => read_response(function, response).await,
+                Err(e) => Err(InvokeError::Unreachable(error_chain(&e))),
+            };
             histogram.observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(out) => {
-                    let lambda_request_id = out.request_id().map(str::to_owned);
-                    if let Some(tail) = out.log_result.as_deref() {
-                        log_tail(function, tail);
-                    }
-                    if function.invocation_type == config::InvocationType::Event {
-                        return Ok(Invoked {
-                            payload: Bytes::new(),
-                            lambda_request_id,
-                            accepted: true,
-                        });
-                    }
-                    let body = out.payload.map(Blob::into_inner).unwrap_or_default();
-                    if out.function_error.is_some() {
-                        return Err(function_error(&body));
-                    }
-                    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-                        return Err(InvokeError::InvalidResponse(e.to_string()));
-                    }
-                    return Ok(Invoked {
-                        payload: Bytes::from(body),
-                        lambda_request_id,
-                        accepted: false,
-                    });
-                }
-                Err(SdkError::ServiceError(e)) if e.err().is_too_many_requests_exception() => {
-                    let SdkInvokeError::TooManyRequestsException(throttle) = e.err() else {
-                        unreachable!("checked by the guard");
-                    };
-                    let hinted = throttle
-                        .retry_after_seconds()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .map(Duration::from_secs);
+            match outcome {
+                Err(InvokeError::Throttled(message, hinted)) => {
                     let pause = throttle_backoff(attempt);
                     if Instant::now() + pause >= deadline {
-                        let message = throttle.message().unwrap_or("Rate exceeded").to_owned();
-                        return Err(InvokeError::Throttled(
-                            message,
-                            hinted.unwrap_or(Duration::from_secs(1)),
-                        ));
+                        return Err(InvokeError::Throttled(message, hinted));
                     }
                     tracing::debug!(
                         attempt,
@@ -203,13 +214,34 @@ impl Invoker {
                     );
                     tokio::time::sleep(pause).await;
                 }
-                Err(e) => return Err(lambda_failure(e)),
+                other => return other,
             }
         }
     }
-}
 
-impl Invoker {
+    /// The SDK client for `region`, made on first use (DryRun checks only).
+    fn sdk_client(&self, region: &str) -> aws_sdk_lambda::Client {
+        if let Some(client) = self
+            .sdk_clients
+            .read()
+            .expect("lambda clients lock")
+            .get(region)
+        {
+            return client.clone();
+        }
+        let config = aws_sdk_lambda::config::Builder::from(&self.base)
+            .region(aws_sdk_lambda::config::Region::new(region.to_owned()))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let client = aws_sdk_lambda::Client::from_conf(config);
+        self.sdk_clients
+            .write()
+            .expect("lambda clients lock")
+            .entry(region.to_owned())
+            .or_insert(client)
+            .clone()
+    }
+
     /// `Invoke` with `InvocationType=DryRun`: Lambda checks that the function exists and that
     /// the credentials may invoke it, without running it.
     pub async fn dry_run(
@@ -217,7 +249,7 @@ impl Invoker {
         function: &Function,
         credentials: Credentials,
     ) -> Result<(), InvokeError> {
-        self.client(&function.arn.region)
+        self.sdk_client(&function.arn.region)
             .invoke()
             .function_name(&function.unqualified_arn)
             .set_qualifier(function.qualifier.clone())
@@ -231,6 +263,210 @@ impl Invoker {
             .map(|_| ())
             .map_err(lambda_failure)
     }
+}
+
+/// The endpoint override as the SDK would take it: set in code, else `AWS_ENDPOINT_URL_LAMBDA`
+/// (or the profile's `lambda` section), else `AWS_ENDPOINT_URL` / the profile's `endpoint_url`.
+fn endpoint_override(sdk: &aws_config::SdkConfig) -> Option<String> {
+    if sdk.get_origin("endpoint_url").is_client_config() {
+        return sdk.endpoint_url().map(str::to_owned);
+    }
+    let key = ServiceConfigKey::builder()
+        .service_id("Lambda")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok();
+    key.and_then(|key| sdk.service_config().and_then(|c| c.load_config(key)))
+        .or_else(|| sdk.endpoint_url().map(str::to_owned))
+}
+
+/// The SDK's endpoint rules for Lambda in `region`.
+fn resolve_endpoint(
+    region: &str,
+    sdk: &aws_config::SdkConfig,
+    endpoint: Option<&str>,
+) -> Result<Endpoint, String> {
+    let params = Params::builder()
+        .region(region)
+        .use_fips(sdk.use_fips().unwrap_or(false))
+        .use_dual_stack(sdk.use_dual_stack().unwrap_or(false))
+        .set_endpoint(endpoint.map(str::to_owned))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resolver = DefaultResolver::new();
+    // The default resolver computes its answer at once; its future is ready on first poll.
+    let future = pin!(resolver.resolve_endpoint(&params));
+    let resolved = match future.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(resolved) => resolved.map_err(|e| e.to_string())?,
+        Poll::Pending => return Err("the endpoint resolver did not answer at once".into()),
+    };
+    let uri: Uri = resolved
+        .url()
+        .parse()
+        .map_err(|e| format!("{}: {e}", resolved.url()))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(format!("{}: not an absolute URL", resolved.url()));
+    };
+    Ok(Endpoint {
+        base: format!("{scheme}://{authority}{}", uri.path().trim_end_matches('/')),
+        host: authority.as_str().to_owned(),
+    })
+}
+
+/// The Invoke request, signed. The payload is shared, not copied.
+fn signed_request(
+    endpoint: &Endpoint,
+    function: &Function,
+    session: &Session,
+    payload: &Bytes,
+    payload_sha256: &str,
+    client_context: Option<&str>,
+) -> Result<Request<Full<Bytes>>, InvokeError> {
+    let credentials = session.credentials();
+    let invocation_type = match function.invocation_type {
+        config::InvocationType::RequestResponse => "RequestResponse",
+        config::InvocationType::Event => "Event",
+    };
+    // The headers signed beside host and x-amz-date.
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(4);
+    if let Some(context) = client_context {
+        headers.push(("x-amz-client-context", context));
+    }
+    headers.push(("x-amz-invocation-type", invocation_type));
+    if function.log_tail {
+        headers.push(("x-amz-log-type", "Tail"));
+    }
+    if let Some(token) = credentials.session_token() {
+        headers.push(("x-amz-security-token", token));
+    }
+    let amz_date = sigv4::amz_date(SystemTime::now());
+    let region = function.arn.region.as_str();
+    let scope = sigv4::Scope {
+        amz_date: &amz_date,
+        region,
+        service: "lambda",
+    };
+    let path = format!("{}{}", endpoint.base_path(), function.invoke_path);
+    let key = session.signing_key(scope.date(), region);
+    let authorization = sigv4::authorization(
+        credentials.access_key_id(),
+        &key,
+        &scope,
+        &sigv4::Signable {
+            method: "POST",
+            host: &endpoint.host,
+            path: &path,
+            query: &function.invoke_query,
+            headers: &headers,
+            payload_sha256,
+        },
+    );
+    let mut uri = format!("{}{}", endpoint.base, function.invoke_path);
+    if !function.invoke_query.is_empty() {
+        uri.push('?');
+        uri.push_str(&function.invoke_query);
+    }
+    let mut builder = Request::post(uri)
+        .header(header::HOST, &endpoint.host)
+        .header(header::USER_AGENT, USER_AGENT)
+        .header("x-amz-date", amz_date)
+        .header(header::AUTHORIZATION, authorization);
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(payload.clone()))
+        .map_err(|e| InvokeError::Unreachable(format!("the request could not be built: {e}")))
+}
+
+impl Endpoint {
+    /// The path part of `base` (usually empty), which the signature covers too.
+    fn base_path(&self) -> &str {
+        let after_scheme = self.base.split_once("://").map_or("", |(_, rest)| rest);
+        after_scheme.find('/').map_or("", |i| &after_scheme[i..])
+    }
+}
+
+/// Reads Lambda's answer: the payload, a function error, a throttle, or an API error.
+async fn read_response(
+    function: &Function,
+    response: http::Response<hyper::body::Incoming>,
+) -> Result<Invoked, InvokeError> {
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                InvokeError::InvalidResponse(format!("larger than {MAX_RESPONSE_BYTES} bytes"))
+            } else {
+                InvokeError::Unreachable(format!("the response could not be read: {e}"))
+            }
+        })?
+        .to_bytes();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let lambda_request_id = header("x-amzn-requestid").map(str::to_owned);
+    if parts.status.is_success() {
+        if let Some(tail) = header("x-amz-log-result") {
+            log_tail(function, tail);
+        }
+        if header("x-amz-function-error").is_some() {
+            return Err(function_error(&body));
+        }
+        if function.invocation_type == config::InvocationType::Event {
+            return Ok(Invoked {
+                payload: Bytes::new(),
+                lambda_request_id,
+                accepted: true,
+            });
+        }
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+            return Err(InvokeError::InvalidResponse(e.to_string()));
+        }
+        return Ok(Invoked {
+            payload: body,
+            lambda_request_id,
+            accepted: false,
+        });
+    }
+    let (code, message) = api_error(&parts.headers, &body);
+    if parts.status == StatusCode::TOO_MANY_REQUESTS || code == "TooManyRequestsException" {
+        let hinted = header("retry-after")
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map_or(Duration::from_secs(1), Duration::from_secs);
+        return Err(InvokeError::Throttled(message, hinted));
+    }
+    Err(InvokeError::Aws { code, message })
+}
+
+/// The error code (`x-amzn-errortype`, else the body's type) and message of an API error.
+fn api_error(headers: &HeaderMap, body: &[u8]) -> (String, String) {
+    #[derive(serde::Deserialize, Default)]
+    struct ErrorBody {
+        #[serde(alias = "Message", alias = "errorMessage")]
+        message: Option<String>,
+        #[serde(rename = "__type", alias = "code", alias = "Code")]
+        kind: Option<String>,
+    }
+    let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    // "ResourceNotFoundException:http://internal.amazon.com/coral/…" or "…#ResourceNotFound…".
+    let clean = |raw: &str| {
+        let raw = raw.split(':').next().unwrap_or(raw);
+        raw.rsplit('#').next().unwrap_or(raw).to_owned()
+    };
+    let code = headers
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(clean)
+        .or_else(|| parsed.kind.as_deref().map(clean))
+        .unwrap_or_else(|| "Unknown".into());
+    let message = parsed
+        .message
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(512).collect());
+    (code, message)
 }
 
 /// The function's log tail (base64, at most 4 KB) goes to the debug log, never the response.

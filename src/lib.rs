@@ -6,7 +6,8 @@
 //! - [`auth`]: Basic/Bearer credentials → exactly one org;
 //! - [`tenants`]: the org's allow-listed functions and credential slot;
 //! - [`credentials`]: AssumeRole (ExternalId) and the per-role credential cache;
-//! - [`invoke`]: the Lambda call in the function's region, with the Genesys ClientContext;
+//! - [`invoke`]: the Lambda call in the function's region, with the Genesys ClientContext,
+//!   signed by [`sigv4`] with the session's cached key;
 //! - [`error`]: every failure mapped to a status and a stable error code.
 //!
 //! Around it: [`config`] (TOML, validated) and [`arn`], [`server`] (assembly, listeners, drain),
@@ -27,5 +28,6 @@ pub mod metrics;
 pub mod onboarding;
 pub mod server;
 pub mod shutdown;
+pub mod sigv4;
 pub mod telemetry;
 pub mod tenants;

@@ -25,7 +25,7 @@ use crate::auth::{self, Authenticator};
 use crate::config::Config;
 use crate::credentials::{AssumeRole, CredentialCache, Sts};
 use crate::error::RequestError;
-use crate::invoke::Invoker;
+use crate::invoke::{Invoker, InvokerError};
 use crate::metrics::Metrics;
 use crate::tenants::{self, Org};
 use crate::{admin, ingress};
@@ -62,6 +62,8 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("serving failed: {0}")]
     Serve(#[from] std::io::Error),
+    #[error(transparent)]
+    Invoker(#[from] InvokerError),
 }
 
 impl StartError {
@@ -69,7 +71,7 @@ impl StartError {
     pub fn exit_code(&self) -> u8 {
         match self {
             StartError::NoRegion | StartError::Bind { .. } => crate::cli::EXIT_CONFIG,
-            StartError::Metrics(_) | StartError::Serve(_) => 1,
+            StartError::Metrics(_) | StartError::Serve(_) | StartError::Invoker(_) => 1,
         }
     }
 }
@@ -93,7 +95,7 @@ pub async fn start(
         &prometheus::Registry::new(),
         config.metrics.org_label,
     )?);
-    let gateway = Gateway::new(config, sdk.clone(), sts(&sdk), metrics);
+    let gateway = Gateway::new(config, sdk.clone(), sts(&sdk), metrics)?;
     tracing::info!(
         listen = %public.local_addr()?,
         admin = %admin.local_addr()?,
@@ -142,20 +144,20 @@ impl Gateway {
         sdk: aws_config::SdkConfig,
         assumer: Arc<dyn AssumeRole>,
         metrics: Arc<Metrics>,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, InvokerError> {
         let cache = CredentialCache::new(assumer, (&config.credentials).into(), metrics.clone());
-        let invoker = Invoker::new(sdk, metrics.clone());
+        let invoker = Invoker::new(sdk, metrics.clone())?;
         let tenancy = Tenancy::build(config, &cache, &invoker);
         if tenancy.config.credentials.prefetch {
             let slots = tenancy.orgs.iter().map(|o| o.credentials.clone()).collect();
             cache.prefetch(slots, tenancy.config.credentials.prefetch_concurrency);
         }
-        Arc::new(Gateway {
+        Ok(Arc::new(Gateway {
             tenancy: ArcSwap::from_pointee(tenancy),
             cache,
             invoker,
             metrics,
-        })
+        }))
     }
 
     /// The configuration in force now.
@@ -212,10 +214,10 @@ impl Tenancy {
                 .collect();
             (org.id.as_str(), hashes)
         }));
-        // Lambda clients for every configured region up front, so no request pays for one.
+        // Endpoints for every configured region up front, so no request resolves one.
         for org in &orgs {
             for function in org.functions.values() {
-                invoker.client(&function.arn.region);
+                invoker.prepare(&function.arn.region);
             }
         }
         Tenancy { config, orgs, auth }

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use crate::arn::FunctionArn;
 use crate::config::{Config, InvocationType};
 use crate::credentials::{CredentialCache, Slot};
+use crate::sigv4;
 
 pub struct Org {
     pub id: String,
@@ -29,6 +30,10 @@ pub struct Function {
     pub timeout: Duration,
     pub invocation_type: InvocationType,
     pub log_tail: bool,
+    /// The Invoke request path, percent-encoded: `/2015-03-31/functions/<ARN>/invocations`.
+    pub invoke_path: String,
+    /// The Invoke query string: `Qualifier=<qualifier>`, or empty.
+    pub invoke_query: String,
 }
 
 /// Builds the orgs of a validated config, in config order (the order `auth` indexes them by).
@@ -42,14 +47,25 @@ pub fn build(config: &Config, cache: &CredentialCache) -> Vec<Org> {
                 .iter()
                 .map(|(name, f)| {
                     let arn: FunctionArn = f.arn.parse().expect("validated config");
+                    let qualifier = f.qualifier.clone().or_else(|| arn.qualifier.clone());
+                    let mut invoke_path = String::from("/2015-03-31/functions/");
+                    sigv4::uri_encode(&mut invoke_path, &arn.unqualified(), false);
+                    invoke_path.push_str("/invocations");
+                    let mut invoke_query = String::new();
+                    if let Some(q) = &qualifier {
+                        invoke_query.push_str("Qualifier=");
+                        sigv4::uri_encode(&mut invoke_query, q, false);
+                    }
                     let function = Function {
                         name: name.clone(),
                         unqualified_arn: arn.unqualified(),
-                        qualifier: f.qualifier.clone().or_else(|| arn.qualifier.clone()),
+                        qualifier,
                         arn,
                         timeout: f.timeout.unwrap_or(config.server.default_timeout),
                         invocation_type: f.invocation_type,
                         log_tail: f.log_tail,
+                        invoke_path,
+                        invoke_query,
                     };
                     (name.clone(), function)
                 })

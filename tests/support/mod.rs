@@ -50,7 +50,7 @@ impl RunningGateway {
         let config = Config::parse(config_text).expect("test config must be valid");
         let metrics =
             Arc::new(Metrics::new(&prometheus::Registry::new(), config.metrics.org_label).unwrap());
-        let gateway = Gateway::new(config, sdk, sts, metrics.clone());
+        let gateway = Gateway::new(config, sdk, sts, metrics.clone()).expect("gateway");
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (url, admin_url) = (
