@@ -528,41 +528,49 @@ fn lambda_failure(err: SdkError<SdkInvokeError>) -> InvokeError {
 /// `custom` map holds the request's `ININ-*` headers. `ININ-Organization-Id` is always the
 /// authenticated org. Headers that would push it past Lambda's limit are left out, never failed.
 pub fn client_context(headers: &HeaderMap, org_id: &str) -> Option<String> {
-    let mut custom = serde_json::Map::new();
-    custom.insert("ININ-Organization-Id".into(), org_id.into());
-    let encoded = |custom: &serde_json::Map<String, serde_json::Value>| {
-        let json = serde_json::json!({ "custom": custom }).to_string();
-        STANDARD.encode(json)
-    };
-    let mut current = encoded(&custom);
-    if current.len() > CLIENT_CONTEXT_MAX {
-        // Only an absurdly long (configured) org ID gets here.
-        return None;
-    }
-    // Well-known headers first, so they are the last to be dropped for size.
+    // The longest JSON whose base64 fits Lambda's limit.
+    const MAX_JSON: usize = CLIENT_CONTEXT_MAX / 4 * 3;
+    // Well-known headers first, so they are the last to be left out for size.
     let mut names: Vec<&str> = headers
         .keys()
         .map(|name| name.as_str())
         .filter(|name| name.starts_with("inin-") && *name != "inin-organization-id")
         .collect();
     names.sort_by_key(|name| (priority(name), *name));
-    names.dedup();
-    for name in names {
+    let mut json = String::with_capacity(256);
+    json.push_str("{\"custom\":{");
+    let org = std::iter::once(("ININ-Organization-Id".to_owned(), org_id));
+    let others = names.into_iter().filter_map(|name| {
         // A header repeated or not valid text is not passed on: which value is right is unknown.
         let mut values = headers.get_all(name).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            continue;
-        };
-        let Ok(value) = value.to_str() else { continue };
-        custom.insert(canonical(name), value.into());
-        let next = encoded(&custom);
-        if next.len() > CLIENT_CONTEXT_MAX {
-            custom.remove(&canonical(name));
+        match (values.next(), values.next()) {
+            (Some(value), None) => Some((canonical(name), value.to_str().ok()?)),
+            _ => None,
+        }
+    });
+    let mut first = true;
+    for (name, value) in org.chain(others) {
+        let pair = format!("{}:{}", json_string(&name), json_string(value));
+        let separator = usize::from(!first);
+        if json.len() + separator + pair.len() + 2 > MAX_JSON {
+            if first {
+                // Only an absurdly long (configured) org ID gets here.
+                return None;
+            }
             continue;
         }
-        current = next;
+        if !first {
+            json.push(',');
+        }
+        json.push_str(&pair);
+        first = false;
     }
-    Some(current)
+    json.push_str("}}");
+    Some(STANDARD.encode(json))
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
 }
 
 fn priority(name: &str) -> u8 {

@@ -136,11 +136,11 @@ pub fn amz_date(time: std::time::SystemTime) -> String {
         .unwrap_or_default();
     // "2026-11-21T06:30:00Z" (possibly with fractional seconds) → "20261121T063000Z".
     let mut out = String::with_capacity(16);
-    for c in text.chars() {
-        match c {
-            '-' | ':' => {}
-            '.' => break,
-            c => out.push(c),
+    for &b in text.as_bytes() {
+        match b {
+            b'-' | b':' => {}
+            b'.' => break,
+            b => out.push(b as char),
         }
     }
     if !out.ends_with('Z') {
