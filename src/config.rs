@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Requests in flight across all orgs; beyond it requests are refused with 503.
     pub max_inflight: usize,
+    /// Open client connections at most; further ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_inflight: 4096,
+            max_connections: 10_000,
         }
     }
 }
@@ -251,6 +254,9 @@ impl Config {
         }
         if s.max_inflight == 0 {
             problems.push("server.max_inflight: must be at least 1".into());
+        }
+        if s.max_connections == 0 {
+            problems.push("server.max_connections: must be at least 1".into());
         }
         if let Some(region) = &self.aws.region
             && !is_region(region)

@@ -97,6 +97,16 @@ impl AssumeRole for Sts {
             let expiry = SystemTime::try_from(c.expiration).map_err(|_| {
                 AssumeFailure::Unavailable("STS answered an unreadable expiration".into())
             })?;
+            // A truncated or malformed answer can parse into empty fields; never use those.
+            if c.access_key_id.is_empty()
+                || c.secret_access_key.is_empty()
+                || c.session_token.is_empty()
+                || expiry <= SystemTime::now()
+            {
+                return Err(AssumeFailure::Unavailable(
+                    "STS answered incomplete or expired credentials".into(),
+                ));
+            }
             Ok(Credentials::new(
                 c.access_key_id,
                 c.secret_access_key,

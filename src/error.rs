@@ -39,6 +39,8 @@ pub enum RequestError {
     OrgConcurrencyLimit(usize),
     #[error("the gateway is at its limit of requests in flight")]
     Overloaded,
+    #[error("too many failed authentications; try again later")]
+    TooManyAuthFailures(Duration),
 }
 
 /// The status, code and message a request error is answered with.
@@ -128,6 +130,10 @@ impl RequestError {
             RequestError::OrgConcurrencyLimit(_) => ErrorParts {
                 retry_after: Some(Duration::from_secs(1)),
                 ..parts(StatusCode::TOO_MANY_REQUESTS, "org_concurrency_limit")
+            },
+            RequestError::TooManyAuthFailures(retry_after) => ErrorParts {
+                retry_after: Some(*retry_after),
+                ..parts(StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures")
             },
             RequestError::Overloaded => ErrorParts {
                 retry_after: Some(Duration::from_secs(1)),
@@ -263,6 +269,11 @@ mod tests {
                 "org_concurrency_limit",
             ),
             (RequestError::Overloaded, 503, "overloaded"),
+            (
+                RequestError::TooManyAuthFailures(Duration::from_secs(5)),
+                429,
+                "too_many_auth_failures",
+            ),
         ];
         for (error, status, code) in cases {
             assert_eq!(status_code(error), (status, code));

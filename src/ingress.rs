@@ -2,6 +2,7 @@
 //! one org, resolve the function in its allow-list, read the JSON body, get the org's
 //! credentials, invoke, answer. Every failure becomes a JSON error from `error`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,9 +16,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
 
+use crate::auth::AuthError;
 use crate::error::RequestError;
+use crate::guard;
 use crate::invoke::{self, Invoked};
-use crate::server::{Gateway, Tenancy};
+use crate::server::{Gateway, Peer, Tenancy};
 use crate::tenants::{Function, Org};
 
 pub const ORG_HEADER: &str = "inin-organization-id";
@@ -62,9 +65,11 @@ async fn invoke(
     let tenancy = gateway.tenancy();
     let mut resolved = Resolved::default();
     let name = name.ok().map(|Path(name)| name);
+    let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
     let result = handle(
         &gateway,
         &tenancy,
+        peer,
         &mut resolved,
         name.as_deref(),
         &parts.headers,
@@ -125,19 +130,34 @@ async fn invoke(
     response
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle<'a>(
     gateway: &Gateway,
     tenancy: &'a Tenancy,
+    peer: Option<IpAddr>,
     resolved: &mut Resolved<'a>,
     name: Option<&str>,
     headers: &HeaderMap,
     body: Body,
     started: Instant,
 ) -> Result<Invoked, RequestError> {
-    let index = tenancy
-        .auth
-        .authenticate(headers)
-        .map_err(RequestError::Unauthorized)?;
+    // The brute-force guard: a peer that keeps failing for one org is refused for a while.
+    let claimed = guard::claimed_org(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()));
+    if let Some(ip) = peer {
+        gateway
+            .guard
+            .check(ip, &claimed)
+            .map_err(RequestError::TooManyAuthFailures)?;
+    }
+    let index = match tenancy.auth.authenticate(headers) {
+        Ok(index) => index,
+        Err(e) => {
+            if let (Some(ip), false) = (peer, e == AuthError::Missing) {
+                gateway.guard.failed(ip, &claimed);
+            }
+            return Err(RequestError::Unauthorized(e));
+        }
+    };
     let org = &tenancy.orgs[index];
     resolved.org = Some(org);
     let _inflight = gateway.metrics.inflight(&org.id);
@@ -202,6 +222,9 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, RequestError> {
             }
         })?
         .to_bytes();
+    // JSON is UTF-8 (RFC 8259), and skipping a string does not check it, so check it whole.
+    std::str::from_utf8(&bytes)
+        .map_err(|e| RequestError::InvalidRequest(format!("the body is not valid UTF-8: {e}")))?;
     serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
         .map_err(|e| RequestError::InvalidRequest(format!("the body is not valid JSON: {e}")))?;
     if json_depth(&bytes) > MAX_JSON_DEPTH {

@@ -423,6 +423,9 @@ async fn read_response(
                 accepted: true,
             });
         }
+        if let Err(e) = std::str::from_utf8(&body) {
+            return Err(InvokeError::InvalidResponse(format!("not UTF-8: {e}")));
+        }
         if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
             return Err(InvokeError::InvalidResponse(e.to_string()));
         }

@@ -3,7 +3,8 @@
 //!
 //! A request crosses the modules in this order:
 //! - [`ingress`]: the public HTTP endpoint `POST /v1/functions/{name}/invoke`;
-//! - [`auth`]: Basic/Bearer credentials → exactly one org;
+//! - [`auth`]: Basic/Bearer credentials → exactly one org, behind the [`guard`] against
+//!   brute force;
 //! - [`tenants`]: the org's allow-listed functions and credential slot;
 //! - [`credentials`]: AssumeRole (ExternalId) and the per-role credential cache;
 //! - [`invoke`]: the Lambda call in the function's region, with the Genesys ClientContext,
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod guard;
 pub mod ingress;
 pub mod invoke;
 pub mod metrics;

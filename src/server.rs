@@ -25,6 +25,7 @@ use crate::auth::{self, Authenticator};
 use crate::config::Config;
 use crate::credentials::{AssumeRole, CredentialCache, Sts};
 use crate::error::RequestError;
+use crate::guard::AuthGuard;
 use crate::invoke::{Invoker, InvokerError};
 use crate::metrics::Metrics;
 use crate::tenants::{self, Org};
@@ -42,6 +43,7 @@ pub struct Tenancy {
 /// reloads, so orgs whose role and ExternalId are unchanged keep their credentials.
 pub struct Gateway {
     tenancy: ArcSwap<Tenancy>,
+    pub guard: AuthGuard,
     pub cache: Arc<CredentialCache>,
     pub invoker: Invoker,
     pub metrics: Arc<Metrics>,
@@ -154,6 +156,7 @@ impl Gateway {
         }
         Ok(Arc::new(Gateway {
             tenancy: ArcSwap::from_pointee(tenancy),
+            guard: AuthGuard::default(),
             cache,
             invoker,
             metrics,
@@ -179,6 +182,9 @@ impl Gateway {
         }
         if o.server.max_inflight != n.server.max_inflight {
             restart_only.push("server.max_inflight");
+        }
+        if o.server.max_connections != n.server.max_connections {
+            restart_only.push("server.max_connections");
         }
         if o.server.header_read_timeout != n.server.header_read_timeout {
             restart_only.push("server.header_read_timeout");
@@ -299,12 +305,14 @@ pub async fn run(
         admin_listener,
         admin,
         server.header_read_timeout,
+        64,
         admin_stop_rx,
     ));
     let public = serve(
         public,
         public_service(gateway),
         server.header_read_timeout,
+        server.max_connections,
         stop_rx,
     );
     let drain = async {
@@ -325,12 +333,18 @@ pub async fn run(
     Ok(())
 }
 
-/// Accepts connections (HTTP/1.1 and HTTP/2) until `stop`, then waits for the open ones to
-/// finish their requests. Idle keep-alive connections are closed at once.
+/// The peer address of a request's connection, in its extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// Accepts connections (HTTP/1.1 and HTTP/2) until `stop`, at most `max_connections` at once
+/// (further ones wait in the kernel's backlog), then waits for the open ones to finish their
+/// requests. Idle keep-alive connections are closed at once.
 async fn serve(
     listener: TcpListener,
     app: Router,
     header_read_timeout: Duration,
+    max_connections: usize,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -339,12 +353,13 @@ async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = accept(&listener, &slots) => accepted,
             () = stopped(&mut stop) => break,
         };
-        let (stream, peer) = match accepted {
+        let (stream, peer, slot) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Usually out of file descriptors: pause rather than spin.
@@ -355,19 +370,54 @@ async fn serve(
         };
         // Responses are written whole; waiting to coalesce them only adds latency.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let app = app.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let service = TowerToHyperService::new(tower::service_fn(
+            move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(Peer(peer));
+                tower::Service::call(&mut app.clone(), request)
+            },
+        ));
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // hyper's header read timeout starts with the first byte: a connection that never
+            // sends one would hold its slot (and a file descriptor) for ever.
+            // (`readable()` can report a fresh socket ready with nothing to read; `peek` waits
+            // for a byte.)
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => {
+                    tracing::debug!(%peer, "connection closed: nothing sent within the header read timeout");
+                    drop(slot);
+                    return;
+                }
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Waits for a free connection slot, then for a connection.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<tokio::sync::Semaphore>,
+) -> std::io::Result<(
+    tokio::net::TcpStream,
+    std::net::SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+)> {
+    let slot = slots.clone().acquire_owned().await.expect("never closed");
+    let (stream, peer) = listener.accept().await?;
+    Ok((stream, peer, slot))
 }
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {

@@ -303,4 +303,44 @@ async fn log_tail_goes_to_the_debug_log_never_the_response() {
         || async { gw.logged(&format!("log marker {marker}")) && gw.logged("function log tail") },
     )
     .await;
+
+    // Secrets never reach the logs, even at debug level: the org's secret (used right and
+    // wrong), a guessed secret, a Bearer secret, and the org's temporary credentials.
+    let guess = unique("guessed-secret");
+    for auth in [
+        support::basic(&org.id, &guess),
+        format!("Bearer {}", org.secret),
+        format!("Bearer {guess}"),
+    ] {
+        let _ = post(&gw.invoke_url("hello"), Some(&auth), &[], "{}").await;
+    }
+    eventually(
+        Duration::from_secs(5),
+        "the requests were logged",
+        || async { gw.logs_text().matches("\"message\":\"request").count() >= 4 },
+    )
+    .await;
+    let logs = gw.logs_text();
+    for secret in [org.secret.as_str(), guess.as_str()] {
+        assert!(!logs.contains(secret), "a secret was logged");
+    }
+    let encoded = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", org.id, org.secret))
+    };
+    assert!(
+        !logs.contains(&encoded),
+        "the Authorization header was logged"
+    );
+    for field in [
+        "secret_access_key",
+        "session_token",
+        "SecretAccessKey",
+        "SessionToken",
+    ] {
+        assert!(
+            !logs.contains(&format!("{field}\":\"")),
+            "{field} was logged"
+        );
+    }
 }
