@@ -668,6 +668,19 @@ mod tests {
         cache.slot("arn:aws:iam::111122223333:role/r", "org", "glg-org")
     }
 
+    /// `n` slots for distinct roles.
+    fn many_slots(cache: &CredentialCache, n: usize) -> Vec<Arc<Slot>> {
+        (0..n)
+            .map(|i| {
+                cache.slot(
+                    &format!("arn:aws:iam::111122223333:role/r{i}"),
+                    "org",
+                    "glg",
+                )
+            })
+            .collect()
+    }
+
     fn key(result: Result<Arc<Session>, CredentialsError>) -> String {
         result
             .expect("credentials")
@@ -839,15 +852,7 @@ mod tests {
     async fn prefetch_warms_ten_thousand_keys_with_bounded_concurrency() {
         let sts = FakeSts::new(HOUR);
         let cache = cache(&sts);
-        let slots: Vec<_> = (0..10_000)
-            .map(|i| {
-                cache.slot(
-                    &format!("arn:aws:iam::111122223333:role/r{i}"),
-                    "org",
-                    "glg",
-                )
-            })
-            .collect();
+        let slots = many_slots(&cache, 10_000);
         let warm = slots[0].clone();
         let done = cache.prefetch(slots.clone(), 8);
         // A request during the prefetch for a key it already warmed does not wait.
@@ -868,15 +873,7 @@ mod tests {
     async fn keys_are_forgotten_when_no_configuration_holds_them() {
         let sts = FakeSts::new(HOUR);
         let cache = cache(&sts);
-        let slots: Vec<_> = (0..100)
-            .map(|i| {
-                cache.slot(
-                    &format!("arn:aws:iam::111122223333:role/r{i}"),
-                    "org",
-                    "glg",
-                )
-            })
-            .collect();
+        let slots = many_slots(&cache, 100);
         assert_eq!(cache.len(), 100);
         drop(slots);
         tokio::time::sleep(SWEEP_INTERVAL * 2).await;

@@ -84,18 +84,7 @@ impl RunningGateway {
 
     /// A counter or gauge's value from `/metrics` (0 when the series does not exist yet).
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.admin_url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                (name == series).then(|| value.parse().unwrap())
-            })
-            .unwrap_or(0.0)
+        scrape(&self.admin_url, series).await
     }
 }
 
@@ -295,18 +284,7 @@ impl Process {
     }
 
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.admin_url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                (name == series).then(|| value.parse().unwrap())
-            })
-            .unwrap_or(0.0)
+        scrape(&self.admin_url, series).await
     }
 
     pub fn logs_text(&self) -> String {
@@ -329,4 +307,21 @@ where
         assert!(Instant::now() < deadline, "not within {within:?}: {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A counter or gauge's value from the admin listener's `/metrics` (0 when the series does not
+/// exist yet).
+pub async fn scrape(admin_url: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{admin_url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().unwrap())
+        })
+        .unwrap_or(0.0)
 }
