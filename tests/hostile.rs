@@ -156,8 +156,9 @@ fn config(server: &str) -> String {
     )
 }
 
-async fn gateway(fake: &FakeAws, server: &str, sts: Arc<dyn AssumeRole>) -> RunningGateway {
-    let sdk = aws_config::SdkConfig::builder()
+/// AWS clients pointed at the fake, signing as the emulator's `test` principal.
+fn fake_sdk(fake: &FakeAws) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(format!("http://{}", fake.addr))
@@ -166,8 +167,11 @@ async fn gateway(fake: &FakeAws, server: &str, sts: Arc<dyn AssumeRole>) -> Runn
                 "test", "test", None, None, "test",
             )),
         )
-        .build();
-    RunningGateway::start_with(&config(server), sdk, sts).await
+        .build()
+}
+
+async fn gateway(fake: &FakeAws, server: &str, sts: Arc<dyn AssumeRole>) -> RunningGateway {
+    RunningGateway::start_with(&config(server), fake_sdk(fake), sts).await
 }
 
 fn b64(s: impl AsRef<[u8]>) -> String {
@@ -479,17 +483,7 @@ async fn repeated_failed_authentication_is_refused_for_that_org_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_sts_xml_is_credentials_unavailable() {
     let fake = fake_aws().await;
-    let sdk = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(format!("http://{}", fake.addr))
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-                "test", "test", None, None, "test",
-            )),
-        )
-        .build();
-    let sts = genesys_lambda_gateway::server::sts(&sdk);
+    let sts = genesys_lambda_gateway::server::sts(&fake_sdk(&fake));
     let gw = gateway(&fake, "", sts).await;
     let addr = gw.url.trim_start_matches("http://").to_owned();
     let response = raw(&addr, &json_post(INVOKE, &basic(ORG, SECRET), &[], "{}")).await;
