@@ -75,14 +75,14 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AwsConfig {
     /// Region of the gateway's own STS calls; `None` defers to the AWS default chain.
     pub region: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CredentialsConfig {
     /// `DurationSeconds` asked of STS.

@@ -96,6 +96,8 @@ pub struct Invoked {
 struct Endpoint {
     /// `scheme://authority` plus any base path, without a trailing slash.
     base: String,
+    /// The base path alone (usually empty), which the signature covers too.
+    base_path: String,
     /// The `Host` header (and signed host).
     host: String,
 }
@@ -308,8 +310,10 @@ fn resolve_endpoint(
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
         return Err(format!("{}: not an absolute URL", resolved.url()));
     };
+    let base_path = uri.path().trim_end_matches('/').to_owned();
     Ok(Endpoint {
-        base: format!("{scheme}://{authority}{}", uri.path().trim_end_matches('/')),
+        base: format!("{scheme}://{authority}{base_path}"),
+        base_path,
         host: authority.as_str().to_owned(),
     })
 }
@@ -347,7 +351,7 @@ fn signed_request(
         region,
         service: "lambda",
     };
-    let path = format!("{}{}", endpoint.base_path(), function.invoke_path);
+    let path = format!("{}{}", endpoint.base_path, function.invoke_path);
     let key = session.signing_key(scope.date(), region);
     let authorization = sigv4::authorization(
         credentials.access_key_id(),
@@ -378,14 +382,6 @@ fn signed_request(
     builder
         .body(Full::new(payload.clone()))
         .map_err(|e| InvokeError::Unreachable(format!("the request could not be built: {e}")))
-}
-
-impl Endpoint {
-    /// The path part of `base` (usually empty), which the signature covers too.
-    fn base_path(&self) -> &str {
-        let after_scheme = self.base.split_once("://").map_or("", |(_, rest)| rest);
-        after_scheme.find('/').map_or("", |i| &after_scheme[i..])
-    }
 }
 
 /// Reads Lambda's answer: the payload, a function error, a throttle, or an API error.

@@ -173,34 +173,35 @@ impl Gateway {
     pub fn reload(&self, config: Config) -> Vec<&'static str> {
         let old = self.tenancy();
         let (o, n) = (&old.config, &config);
-        let mut restart_only = Vec::new();
-        if o.server.listen != n.server.listen {
-            restart_only.push("server.listen");
-        }
-        if o.server.admin_listen != n.server.admin_listen {
-            restart_only.push("server.admin_listen");
-        }
-        if o.server.max_inflight != n.server.max_inflight {
-            restart_only.push("server.max_inflight");
-        }
-        if o.server.max_connections != n.server.max_connections {
-            restart_only.push("server.max_connections");
-        }
-        if o.server.header_read_timeout != n.server.header_read_timeout {
-            restart_only.push("server.header_read_timeout");
-        }
-        if o.server.shutdown_grace != n.server.shutdown_grace {
-            restart_only.push("server.shutdown_grace");
-        }
-        if o.aws.region != n.aws.region {
-            restart_only.push("aws");
-        }
-        if format!("{:?}", o.credentials) != format!("{:?}", n.credentials) {
-            restart_only.push("credentials");
-        }
-        if o.metrics != n.metrics {
-            restart_only.push("metrics");
-        }
+        let restart_only = [
+            ("server.listen", o.server.listen != n.server.listen),
+            (
+                "server.admin_listen",
+                o.server.admin_listen != n.server.admin_listen,
+            ),
+            (
+                "server.max_inflight",
+                o.server.max_inflight != n.server.max_inflight,
+            ),
+            (
+                "server.max_connections",
+                o.server.max_connections != n.server.max_connections,
+            ),
+            (
+                "server.header_read_timeout",
+                o.server.header_read_timeout != n.server.header_read_timeout,
+            ),
+            (
+                "server.shutdown_grace",
+                o.server.shutdown_grace != n.server.shutdown_grace,
+            ),
+            ("aws", o.aws != n.aws),
+            ("credentials", o.credentials != n.credentials),
+            ("metrics", o.metrics != n.metrics),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect();
         let tenancy = Tenancy::build(config, &self.cache, &self.invoker);
         self.tenancy.store(Arc::new(tenancy));
         // The old tenancy (and the credential slots only it held) goes when its last request ends.
