@@ -16,6 +16,8 @@ pub const LAMBDA_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
 /// Genesys data-action timeouts range over 1–60 s; so do ours.
 pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a keep-alive connection may sit idle between requests.
+pub const MAX_KEEPALIVE: Duration = Duration::from_secs(3600);
 /// STS `DurationSeconds` bounds.
 pub const MIN_SESSION: Duration = Duration::from_secs(900);
 pub const MAX_SESSION: Duration = Duration::from_secs(43_200);
@@ -58,6 +60,19 @@ pub struct ServerConfig {
     pub max_inflight: usize,
     /// Open client connections at most; further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// A keep-alive connection with no request in flight is closed after this long.
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_timeout: Duration,
+    /// TLS on the public listener; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Certificate chain and private key, PEM files, re-read on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +86,8 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             max_inflight: 4096,
             max_connections: 10_000,
+            keepalive_timeout: Duration::from_secs(75),
+            tls: None,
         }
     }
 }
@@ -255,8 +272,22 @@ impl Config {
         if s.max_inflight == 0 {
             problems.push("server.max_inflight: must be at least 1".into());
         }
-        if s.max_connections == 0 {
-            problems.push("server.max_connections: must be at least 1".into());
+        if !(1..=1_000_000).contains(&s.max_connections) {
+            problems.push(format!(
+                "server.max_connections: {} is outside 1..=1000000",
+                s.max_connections
+            ));
+        }
+        if s.keepalive_timeout < Duration::from_secs(1) || s.keepalive_timeout > MAX_KEEPALIVE {
+            problems.push(format!(
+                "server.keepalive_timeout: {} is outside 1s..=1h",
+                humantime::format_duration(s.keepalive_timeout)
+            ));
+        }
+        if let Some(tls) = &s.tls
+            && let Err(e) = crate::tls::load(tls)
+        {
+            problems.push(format!("server.tls: {e}"));
         }
         if let Some(region) = &self.aws.region
             && !is_region(region)

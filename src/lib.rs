@@ -12,6 +12,7 @@
 //! - [`error`]: every failure mapped to a status and a stable error code.
 //!
 //! Around it: [`config`] (TOML, validated) and [`arn`], [`server`] (assembly, listeners, drain),
+//! [`tls`] (optional rustls on the public listener),
 //! [`admin`] (`/metrics`, `/live`, `/ready`, `/admin/check`), [`onboarding`] (proving an org's
 //! wiring), [`metrics`], [`telemetry`], [`shutdown`], [`cli`].
 #![forbid(unsafe_code)]
@@ -33,3 +34,4 @@ pub mod shutdown;
 pub mod sigv4;
 pub mod telemetry;
 pub mod tenants;
+pub mod tls;

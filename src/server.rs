@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -14,8 +14,7 @@ use aws_config::timeout::TimeoutConfig;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::response::Response;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -29,6 +28,7 @@ use crate::guard::AuthGuard;
 use crate::invoke::{Invoker, InvokerError};
 use crate::metrics::Metrics;
 use crate::tenants::{self, Org};
+use crate::tls::Tls;
 use crate::{admin, ingress};
 
 /// The part of the gateway a reload replaces: the config and the orgs built from it.
@@ -47,6 +47,8 @@ pub struct Gateway {
     pub cache: Arc<CredentialCache>,
     pub invoker: Invoker,
     pub metrics: Arc<Metrics>,
+    /// TLS for the public listener when `server.tls` was set at start.
+    pub tls: Option<Arc<Tls>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +68,17 @@ pub enum StartError {
     Serve(#[from] std::io::Error),
     #[error(transparent)]
     Invoker(#[from] InvokerError),
+    #[error("server.tls: {0}")]
+    Tls(String),
 }
 
 impl StartError {
     /// 64 (EX_USAGE) when the configuration is what must change, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::NoRegion | StartError::Bind { .. } => crate::cli::EXIT_CONFIG,
+            StartError::NoRegion | StartError::Bind { .. } | StartError::Tls(_) => {
+                crate::cli::EXIT_CONFIG
+            }
             StartError::Metrics(_) | StartError::Serve(_) | StartError::Invoker(_) => 1,
         }
     }
@@ -102,6 +108,7 @@ pub async fn start(
         listen = %public.local_addr()?,
         admin = %admin.local_addr()?,
         orgs = gateway.tenancy().orgs.len(),
+        tls = gateway.tls.is_some(),
         "genesys-lambda-gateway serving"
     );
     if let Some(path) = config_path {
@@ -146,7 +153,15 @@ impl Gateway {
         sdk: aws_config::SdkConfig,
         assumer: Arc<dyn AssumeRole>,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<Self>, InvokerError> {
+    ) -> Result<Arc<Self>, StartError> {
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(Tls::new)
+            .transpose()
+            .map(|tls| tls.map(Arc::new))
+            .map_err(StartError::Tls)?;
         let cache = CredentialCache::new(assumer, (&config.credentials).into(), metrics.clone());
         let invoker = Invoker::new(sdk, metrics.clone())?;
         let tenancy = Tenancy::build(config, &cache, &invoker);
@@ -160,6 +175,7 @@ impl Gateway {
             cache,
             invoker,
             metrics,
+            tls,
         }))
     }
 
@@ -195,6 +211,15 @@ impl Gateway {
                 "server.shutdown_grace",
                 o.server.shutdown_grace != n.server.shutdown_grace,
             ),
+            (
+                "server.keepalive_timeout",
+                o.server.keepalive_timeout != n.server.keepalive_timeout,
+            ),
+            // TLS on or off needs a restart; new files for TLS in force are re-read below.
+            (
+                "server.tls",
+                o.server.tls.is_some() != n.server.tls.is_some(),
+            ),
             ("aws", o.aws != n.aws),
             ("credentials", o.credentials != n.credentials),
             ("metrics", o.metrics != n.metrics),
@@ -202,6 +227,15 @@ impl Gateway {
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
         .collect();
+        if let (Some(tls), Some(files)) = (&self.tls, &n.server.tls) {
+            match tls.reload(files) {
+                Ok(()) => tracing::info!("TLS certificate and key re-read"),
+                // Validation read the same files a moment ago; they changed since.
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS files refused; the certificate in force stays")
+                }
+            }
+        }
         let tenancy = Tenancy::build(config, &self.cache, &self.invoker);
         self.tenancy.store(Arc::new(tenancy));
         // The old tenancy (and the credential slots only it held) goes when its last request ends.
@@ -301,21 +335,24 @@ pub async fn run(
     // The admin listener keeps answering through the drain (`/ready` says 503, `/metrics` shows
     // the drain) and is stopped only once the public side is done.
     let (_admin_stop, admin_stop_rx) = watch::channel(false);
+    let limits = Limits {
+        header_read_timeout: server.header_read_timeout,
+        keepalive_timeout: server.keepalive_timeout,
+        max_connections: server.max_connections,
+    };
     let admin = admin::router(gateway.clone(), ready.clone());
     let admin = tokio::spawn(serve(
         admin_listener,
         admin,
-        server.header_read_timeout,
-        64,
+        Limits {
+            max_connections: 64,
+            ..limits
+        },
+        None,
         admin_stop_rx,
     ));
-    let public = serve(
-        public,
-        public_service(gateway),
-        server.header_read_timeout,
-        server.max_connections,
-        stop_rx,
-    );
+    let tls = gateway.tls.clone();
+    let public = serve(public, public_service(gateway), limits, tls, stop_rx);
     let drain = async {
         shutdown.await;
         tracing::info!(
@@ -338,27 +375,34 @@ pub async fn run(
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::SocketAddr);
 
-/// Accepts connections (HTTP/1.1 and HTTP/2) until `stop`, at most `max_connections` at once
-/// (further ones wait in the kernel's backlog), then waits for the open ones to finish their
-/// requests. Idle keep-alive connections are closed at once.
+/// Per-listener connection limits.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// From a connection's open (or the first byte after an idle spell) to a complete request
+    /// head, and for the TLS handshake.
+    header_read_timeout: Duration,
+    /// With no request in flight and nothing sent, a connection is closed after this long.
+    keepalive_timeout: Duration,
+    max_connections: usize,
+}
+
+/// Accepts connections (HTTP/1.1 and HTTP/2, over TLS when `tls` is set) until `stop`, at most
+/// `max_connections` at once (further ones wait in the kernel's backlog), then waits for the
+/// open ones to finish their requests. Idle keep-alive connections are closed at once.
 async fn serve(
     listener: TcpListener,
     app: Router,
-    header_read_timeout: Duration,
-    max_connections: usize,
-    mut stop: watch::Receiver<bool>,
+    limits: Limits,
+    tls: Option<Arc<Tls>>,
+    stop: watch::Receiver<bool>,
 ) {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut stopping = stop.clone();
     loop {
         let accepted = tokio::select! {
             accepted = accept(&listener, &slots) => accepted,
-            () = stopped(&mut stop) => break,
+            () = stopped(&mut stopping) => break,
         };
         let (stream, peer, slot) = match accepted {
             Ok(accepted) => accepted,
@@ -371,40 +415,233 @@ async fn serve(
         };
         // Responses are written whole; waiting to coalesce them only adds latency.
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let service = TowerToHyperService::new(tower::service_fn(
-            move |mut request: http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(Peer(peer));
-                tower::Service::call(&mut app.clone(), request)
-            },
-        ));
+        let connection = Connection {
+            peer,
+            app: app.clone(),
+            builder: builder.clone(),
+            limits,
+            stop: stop.clone(),
+        };
+        let tls = tls.as_ref().map(|tls| tls.acceptor());
         tokio::spawn(async move {
-            // hyper's header read timeout starts with the first byte: a connection that never
-            // sends one would hold its slot (and a file descriptor) for ever.
-            // (`readable()` can report a fresh socket ready with nothing to read; `peek` waits
-            // for a byte.)
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => {
-                    tracing::debug!(%peer, "connection closed: nothing sent within the header read timeout");
-                    drop(slot);
-                    return;
+            match tls {
+                None => connection.serve(stream).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => connection.serve(stream).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
-            }
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Every open connection holds a slot: having them all back means every one has ended.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+}
+
+/// One accepted connection and what serving it needs.
+struct Connection {
+    peer: std::net::SocketAddr,
+    app: Router,
+    builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Serves requests until the client closes, a timeout closes it, or the drain begins
+    /// (then it finishes what is in flight and closes).
+    async fn serve<S>(mut self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Arc::new(Activity::default());
+        let (peer, app, tracker) = (self.peer, self.app, activity.clone());
+        let service = TowerToHyperService::new(tower::service_fn(
+            move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(Peer(peer));
+                let busy = tracker.begin();
+                let response = tower::Service::call(&mut app.clone(), request);
+                async move {
+                    let response = response.await;
+                    drop(busy);
+                    response
+                }
+            },
+        ));
+        let io = TokioIo::new(Watched {
+            inner: stream,
+            activity: activity.clone(),
+        });
+        let connection = self.builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = connection.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                expired = activity.expired(self.limits), if !closing => match expired {
+                    Expired::Head => {
+                        tracing::debug!(%peer, "connection closed: no complete request head within the header read timeout");
+                        return;
+                    }
+                    Expired::Idle => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                },
+                () = stopped(&mut self.stop), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// What a connection is doing, for its timeouts: requests in flight, or waiting for a request
+/// head since some bytes (or the connection itself) arrived, or idle.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Bytes arrived while no request was in flight: a request head is being read.
+    reading_head: AtomicBool,
+    changed: tokio::sync::Notify,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            // A new connection owes a request head at once.
+            reading_head: AtomicBool::new(true),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+enum Expired {
+    /// A request head took longer than `header_read_timeout` (slow-loris, or a silent peer).
+    Head,
+    /// Nothing in flight and nothing sent for `keepalive_timeout`.
+    Idle,
+}
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.reading_head.store(false, Ordering::SeqCst);
+        Busy(self.clone())
+    }
+
+    fn on_read(&self) {
+        if self.in_flight.load(Ordering::SeqCst) == 0
+            && !self.reading_head.swap(true, Ordering::SeqCst)
+        {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Resolves when the connection has waited too long for a request head or sat idle too
+    /// long. Restarts its clock whenever the connection changes between those states.
+    async fn expired(&self, limits: Limits) -> Expired {
+        loop {
+            let changed = self.changed.notified();
+            if self.in_flight.load(Ordering::SeqCst) > 0 {
+                changed.await;
+                continue;
+            }
+            let head = self.reading_head.load(Ordering::SeqCst);
+            let limit = if head {
+                limits.header_read_timeout
+            } else {
+                limits.keepalive_timeout
+            };
+            if tokio::time::timeout(limit, changed).await.is_err()
+                && self.in_flight.load(Ordering::SeqCst) == 0
+                && self.reading_head.load(Ordering::SeqCst) == head
+            {
+                return if head { Expired::Head } else { Expired::Idle };
+            }
+        }
+    }
+}
+
+/// A request in flight on a connection; dropped when its response is ready (or abandoned).
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.changed.notify_waiters();
+        }
+    }
+}
+
+/// The connection's stream, telling its [`Activity`] when bytes arrive.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.on_read();
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Waits for a free connection slot, then for a connection.

@@ -100,6 +100,10 @@ impl FakeAws {
                 "reset" => return,
                 "garbage" => b"\x00\xffTHIS IS NOT HTTP\r\n\r\n".to_vec(),
                 "text" => ok("application/json", b"plain words"),
+                "slow" => {
+                    tokio::time::sleep(SLOW).await;
+                    ok("application/json", &body)
+                }
                 "huge" => ok(
                     "application/json",
                     format!("\"{}\"", "x".repeat(7 << 20)).as_bytes(),
@@ -112,6 +116,9 @@ impl FakeAws {
         }
     }
 }
+
+/// How long the fake's `slow` function takes.
+const SLOW: Duration = Duration::from_secs(4);
 
 fn ok(content_type: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
@@ -143,7 +150,7 @@ impl AssumeRole for InstantSts {
 }
 
 fn config(server: &str) -> String {
-    let functions: String = ["echo", "text", "huge", "reset", "garbage"]
+    let functions: String = ["echo", "text", "huge", "reset", "garbage", "slow"]
         .iter()
         .map(|f| format!("{f} = {{ arn = \"arn:aws:lambda:us-east-1:111122223333:function:{f}\", timeout = \"5s\" }}\n"))
         .collect();
@@ -525,5 +532,122 @@ async fn hundreds_of_idle_connections_do_not_lock_out_callers() {
     assert!(started.elapsed() < Duration::from_secs(25));
     drop(idle);
     assert_still_serves(&gw).await;
+    gw.stop().await;
+}
+
+/// Reads one response (head and `Content-Length` body) from a keep-alive connection.
+async fn read_response(stream: &mut TcpStream) -> Raw {
+    let mut buffer = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed mid-response: {buffer:?}");
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("content-length");
+    while buffer.len() < head_end + length {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed mid-body");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    Raw {
+        status,
+        body: buffer[head_end..].to_vec(),
+    }
+}
+
+fn keepalive_post(function: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST /v1/functions/{function}/invoke HTTP/1.1\r\nHost: gateway\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        basic(ORG, SECRET),
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_close_when_idle_never_mid_request() {
+    let fake = fake_aws().await;
+    let gw = gateway(
+        &fake,
+        "header_read_timeout = \"1s\"\nkeepalive_timeout = \"3s\"",
+        Arc::new(InstantSts),
+    )
+    .await;
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(&keepalive_post("echo", r#"{"n":1}"#))
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut stream).await.status, 200);
+
+    // Idle longer than the header read timeout but within the keep-alive timeout: still open.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stream
+        .write_all(&keepalive_post("echo", r#"{"n":2}"#))
+        .await
+        .unwrap();
+    let second = read_response(&mut stream).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.body, br#"{"n":2}"#);
+
+    // A request in flight longer than both timeouts is not cut.
+    let started = std::time::Instant::now();
+    stream
+        .write_all(&keepalive_post("slow", r#"{"n":3}"#))
+        .await
+        .unwrap();
+    let slow = read_response(&mut stream).await;
+    assert_eq!(slow.status, 200, "{}", String::from_utf8_lossy(&slow.body));
+    assert!(started.elapsed() >= SLOW);
+
+    // Then, idle for the keep-alive timeout: closed.
+    let idle_from = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("an idle keep-alive connection was never closed")
+        .unwrap();
+    let idle = idle_from.elapsed();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(
+        idle >= Duration::from_millis(2800) && idle < Duration::from_secs(6),
+        "closed after {idle:?}"
+    );
+
+    // HTTP/2: the same idle limit, as a GOAWAY.
+    let stream = TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::post(INVOKE)
+        .header("authorization", basic(ORG, SECRET))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+    assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+    let idle_from = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("an idle HTTP/2 connection was never closed")
+        .unwrap()
+        .unwrap();
+    assert!(idle_from.elapsed() >= Duration::from_millis(2800));
+    assert_eq!(fake.invocations.load(Ordering::SeqCst), 4);
     gw.stop().await;
 }
