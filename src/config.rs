@@ -156,7 +156,12 @@ pub struct OrgConfig {
     #[serde(default)]
     pub external_id: Option<String>,
     /// SHA-256 hex of the caller's secret; a list allows rotation without downtime.
+    #[serde(default)]
     pub token_sha256: TokenHashes,
+    /// Or a file of such hashes, one per line (e.g. a mounted Kubernetes Secret), read at
+    /// start and on every reload.
+    #[serde(default)]
+    pub token_sha256_file: Option<std::path::PathBuf>,
     /// Requests of this org in flight at once; beyond it 429 `org_concurrency_limit`.
     #[serde(default)]
     pub max_concurrency: Option<usize>,
@@ -176,6 +181,12 @@ impl OrgConfig {
 pub enum TokenHashes {
     One(String),
     Many(Vec<String>),
+}
+
+impl Default for TokenHashes {
+    fn default() -> Self {
+        TokenHashes::Many(Vec::new())
+    }
 }
 
 impl TokenHashes {
@@ -247,8 +258,12 @@ impl Config {
     }
 
     /// Checks everything serde cannot: ranges, ARNs, uniqueness. Collects every problem.
-    pub fn validate(self) -> Result<Config, ConfigErrors> {
+    pub fn validate(mut self) -> Result<Config, ConfigErrors> {
         let mut problems = Vec::new();
+        for (i, org) in self.orgs.iter_mut().enumerate() {
+            let at = format!("orgs[{i}] (id {:?})", org.id);
+            read_token_file(&mut problems, &at, org);
+        }
         let s = &self.server;
         if s.max_body_bytes == 0 || s.max_body_bytes > LAMBDA_MAX_PAYLOAD {
             problems.push(format!(
@@ -354,7 +369,9 @@ impl Config {
             }
             let tokens = org.token_sha256.as_slice();
             if tokens.is_empty() {
-                problems.push(format!("{at}.token_sha256: at least one hash is required"));
+                problems.push(format!(
+                    "{at}.token_sha256: at least one hash is required (or token_sha256_file)"
+                ));
             }
             for token in tokens {
                 if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -414,6 +431,32 @@ impl Config {
         } else {
             Err(ConfigErrors(problems))
         }
+    }
+}
+
+/// Fills `token_sha256` from `token_sha256_file`: one hash per line, blank lines and `#`
+/// comments skipped.
+fn read_token_file(problems: &mut Vec<String>, at: &str, org: &mut OrgConfig) {
+    let Some(path) = &org.token_sha256_file else {
+        return;
+    };
+    if !org.token_sha256.as_slice().is_empty() {
+        problems.push(format!(
+            "{at}.token_sha256_file: give token_sha256 or token_sha256_file, not both"
+        ));
+        return;
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            org.token_sha256 = TokenHashes::Many(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                    .map(str::to_owned)
+                    .collect(),
+            );
+        }
+        Err(e) => problems.push(format!("{at}.token_sha256_file: {}: {e}", path.display())),
     }
 }
 
@@ -659,5 +702,50 @@ dr = { arn = "arn:aws:lambda:us-east-1:111122223333:function:f", invocation_type
         assert!(!is_region("nowhere"));
         assert!(!is_region("EU-WEST-1"));
         assert!(!is_region("eu-west-x"));
+    }
+
+    #[test]
+    fn token_hashes_can_come_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("glg-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("org");
+        let other = "a".repeat(64);
+        std::fs::write(&file, format!("# rotated 2026-11\n{HASH}\n\n  {other}  \n")).unwrap();
+        let function = r#"f = { arn = "arn:aws:lambda:eu-west-1:111122223333:function:f" }"#;
+        let with_file = |extra: &str| {
+            minimal(extra, function).replace(&format!("token_sha256 = \"{HASH}\"\n"), "")
+        };
+        let text = with_file(&format!("token_sha256_file = \"{}\"", file.display()));
+        let config = Config::parse(&text).unwrap();
+        assert_eq!(
+            config.orgs[0].token_sha256.as_slice(),
+            [HASH.to_owned(), other]
+        );
+
+        let missing = with_file(&format!(
+            "token_sha256_file = \"{}\"",
+            dir.join("nope").display()
+        ));
+        let p = problems(&missing);
+        assert!(
+            p.iter()
+                .any(|m| m.contains(".token_sha256_file: ") && m.contains("nope")),
+            "{p:?}"
+        );
+
+        let both = minimal(
+            &format!("token_sha256_file = \"{}\"", file.display()),
+            function,
+        );
+        let p = problems(&both);
+        assert!(p.iter().any(|m| m.contains("not both")), "{p:?}");
+
+        let neither = with_file("");
+        let p = problems(&neither);
+        assert!(
+            p.iter()
+                .any(|m| m.contains("at least one hash is required")),
+            "{p:?}"
+        );
     }
 }

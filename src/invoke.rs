@@ -403,16 +403,32 @@ async fn read_response(
             }
         })?
         .to_bytes();
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if parts.status.is_success()
+        && let Some(tail) = parts
+            .headers
+            .get("x-amz-log-result")
+            .and_then(|v| v.to_str().ok())
+    {
+        log_tail(function, tail);
+    }
+    classify(parts.status, &parts.headers, body, function.invocation_type)
+}
+
+/// Maps a complete Lambda `Invoke` answer to the payload, a function error, a throttle, or an
+/// API error. Pure, so it can be fuzzed without a network.
+pub fn classify(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: Bytes,
+    invocation_type: config::InvocationType,
+) -> Result<Invoked, InvokeError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let lambda_request_id = header("x-amzn-requestid").map(str::to_owned);
-    if parts.status.is_success() {
-        if let Some(tail) = header("x-amz-log-result") {
-            log_tail(function, tail);
-        }
+    if status.is_success() {
         if header("x-amz-function-error").is_some() {
             return Err(function_error(&body));
         }
-        if function.invocation_type == config::InvocationType::Event {
+        if invocation_type == config::InvocationType::Event {
             return Ok(Invoked {
                 payload: Bytes::new(),
                 lambda_request_id,
@@ -431,8 +447,8 @@ async fn read_response(
             accepted: false,
         });
     }
-    let (code, message) = api_error(&parts.headers, &body);
-    if parts.status == StatusCode::TOO_MANY_REQUESTS || code == "TooManyRequestsException" {
+    let (code, message) = api_error(headers, &body);
+    if status == StatusCode::TOO_MANY_REQUESTS || code == "TooManyRequestsException" {
         let hinted = header("retry-after")
             .and_then(|s| s.trim().parse::<u64>().ok())
             .map_or(Duration::from_secs(1), Duration::from_secs);

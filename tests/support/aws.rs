@@ -79,31 +79,30 @@ pub async fn create_org_role(
     invokable: &[String],
 ) -> String {
     let iam = aws_sdk_iam::Client::new(&account_config(account, "us-east-1"));
-    let trust = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": { "AWS": format!("arn:aws:iam::{GATEWAY_ACCOUNT}:root") },
-            "Action": "sts:AssumeRole",
-            "Condition": { "StringEquals": { "sts:ExternalId": external_id } }
-        }]
-    });
+    // The policies users get in deploy/iam/, with their placeholders filled in: every test
+    // that assumes a role proves the shipped trust policy works (and that ExternalId is
+    // enforced, where a test sends a wrong one).
+    let trust = include_str!("../../deploy/iam/org-role-trust-policy.json")
+        .replace(
+            "arn:aws:iam::GATEWAY_ACCOUNT_ID:role/genesys-lambda-gateway",
+            &format!("arn:aws:iam::{GATEWAY_ACCOUNT}:root"),
+        )
+        .replace("GENESYS_ORG_ID", external_id);
     let role = iam
         .create_role()
         .role_name(name)
-        .assume_role_policy_document(trust.to_string())
+        .assume_role_policy_document(trust)
         .send()
         .await
         .expect("create org role");
     if !invokable.is_empty() {
-        let policy = serde_json::json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Effect": "Allow",
-                "Action": "lambda:InvokeFunction",
-                "Resource": invokable.iter().flat_map(|arn| [arn.clone(), format!("{arn}:*")]).collect::<Vec<_>>()
-            }]
-        });
+        let mut policy: serde_json::Value =
+            serde_json::from_str(include_str!("../../deploy/iam/org-role-permissions.json"))
+                .expect("deploy/iam/org-role-permissions.json is JSON");
+        policy["Statement"][0]["Resource"] = invokable
+            .iter()
+            .flat_map(|arn| [arn.clone(), format!("{arn}:*")])
+            .collect();
         iam.put_role_policy()
             .role_name(name)
             .policy_name("invoke")
