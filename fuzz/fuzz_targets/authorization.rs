@@ -25,7 +25,11 @@ enum Value {
     /// Scheme as given, then base64 of `user:secret` bytes.
     Basic(String, Vec<u8>),
     /// One of the real secrets under a user of choice, to reach the success paths.
-    Known { scheme: bool, user: String, org: bool },
+    Known {
+        scheme: bool,
+        user: String,
+        org: bool,
+    },
 }
 
 fuzz_target!(|values: Vec<Value>| {
@@ -36,7 +40,11 @@ fuzz_target!(|values: Vec<Value>| {
             Value::Basic(scheme, creds) => {
                 let mut v = scheme.clone().into_bytes();
                 v.push(b' ');
-                v.extend(base64::engine::general_purpose::STANDARD.encode(creds).bytes());
+                v.extend(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(creds)
+                        .bytes(),
+                );
                 v
             }
             Value::Known { scheme, user, org } => {
@@ -73,6 +81,9 @@ fuzz_target!(|values: Vec<Value>| {
             .decode(token)
             .unwrap();
         let expected = format!("{id}:{secret}");
-        assert!(decoded.eq_ignore_ascii_case(expected.as_bytes()) && decoded.ends_with(secret.as_bytes()));
+        assert!(
+            decoded.eq_ignore_ascii_case(expected.as_bytes())
+                && decoded.ends_with(secret.as_bytes())
+        );
     }
 });

@@ -120,7 +120,9 @@ fn decoded(segment: &str) -> Option<String> {
 
 fuzz_target!(|input: Input| {
     let state = &*STATE;
-    let method = [Method::POST, Method::GET, Method::PUT, Method::OPTIONS][usize::from(input.method % 4)].clone();
+    let method = [Method::POST, Method::GET, Method::PUT, Method::OPTIONS]
+        [usize::from(input.method % 4)]
+    .clone();
     let path = if input.raw_path {
         input.path.clone()
     } else {
@@ -161,7 +163,10 @@ fuzz_target!(|input: Input| {
         (status, body)
     });
     assert!(
-        matches!(status, 400 | 401 | 403 | 404 | 405 | 413 | 415 | 429 | 502 | 503 | 504),
+        matches!(
+            status,
+            400 | 401 | 403 | 404 | 405 | 413 | 415 | 429 | 502 | 503 | 504
+        ),
         "status {status}"
     );
     let json: serde_json::Value = serde_json::from_slice(&body).expect("a JSON error body");

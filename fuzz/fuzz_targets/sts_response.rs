@@ -54,7 +54,9 @@ fuzz_target!(|input: Input| {
     let config = aws_sdk_sts::Config::builder()
         .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
         .region(aws_sdk_sts::config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new("AKID", "s", None, None, "fuzz"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "AKID", "s", None, None, "fuzz",
+        ))
         .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
         .http_client(http)
         .build();
