@@ -225,7 +225,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, RequestError> {
     // JSON is UTF-8 (RFC 8259), and skipping a string does not check it, so check it whole.
     std::str::from_utf8(&bytes)
         .map_err(|e| RequestError::InvalidRequest(format!("the body is not valid UTF-8: {e}")))?;
-    serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+    crate::json::check(&bytes)
         .map_err(|e| RequestError::InvalidRequest(format!("the body is not valid JSON: {e}")))?;
     if json_depth(&bytes) > MAX_JSON_DEPTH {
         return Err(RequestError::InvalidRequest(format!(

@@ -438,7 +438,7 @@ pub fn classify(
         if let Err(e) = std::str::from_utf8(&body) {
             return Err(InvokeError::InvalidResponse(format!("not UTF-8: {e}")));
         }
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        if let Err(e) = crate::json::check(&body) {
             return Err(InvokeError::InvalidResponse(e.to_string()));
         }
         return Ok(Invoked {
@@ -690,5 +690,20 @@ mod tests {
     fn throttle_backoff_is_bounded() {
         assert!(throttle_backoff(1) <= THROTTLE_FIRST_BACKOFF);
         assert!(throttle_backoff(40) <= THROTTLE_MAX_BACKOFF);
+    }
+
+    /// Found by the `lambda_response` fuzz target: `1111e11111` was returned as a success.
+    #[test]
+    fn a_number_out_of_range_is_an_invalid_function_response() {
+        let answer = classify(
+            StatusCode::OK,
+            &HeaderMap::new(),
+            Bytes::from_static(b"1111e11111 "),
+            config::InvocationType::RequestResponse,
+        );
+        assert!(
+            matches!(answer, Err(InvokeError::InvalidResponse(ref m)) if m.contains("out of range")),
+            "{answer:?}"
+        );
     }
 }

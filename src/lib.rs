@@ -12,7 +12,7 @@
 //! - [`error`]: every failure mapped to a status and a stable error code.
 //!
 //! Around it: [`config`] (TOML, validated) and [`arn`], [`server`] (assembly, listeners, drain),
-//! [`tls`] (optional rustls on the public listener),
+//! [`tls`] (optional rustls on the public listener), [`json`] (body checks),
 //! [`admin`] (`/metrics`, `/live`, `/ready`, `/admin/check`), [`onboarding`] (proving an org's
 //! wiring), [`metrics`], [`telemetry`], [`shutdown`], [`cli`].
 #![forbid(unsafe_code)]
@@ -27,6 +27,7 @@ pub mod error;
 pub mod guard;
 pub mod ingress;
 pub mod invoke;
+pub mod json;
 pub mod metrics;
 pub mod onboarding;
 pub mod server;

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use arbitrary::Arbitrary;
-use aws_smithy_runtime::client::http::test_util::infallible_client_fn;
+use aws_smithy_http_client::test_util::infallible_client_fn;
 use aws_smithy_types::body::SdkBody;
 use genesys_lambda_gateway::credentials::{AssumeRequest, AssumeRole, Sts};
 use libfuzzer_sys::fuzz_target;

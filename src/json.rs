@@ -1,0 +1,117 @@
+//! Checking that a body is JSON every consumer can read, without building it: strings valid
+//! UTF-8 with no lone surrogate escapes, numbers within the range of a double.
+//! (`serde::de::IgnoredAny` checks neither: it skips strings and numbers by syntax alone, so
+//! `1e99999` or `"\ud800"` would pass and then fail in Genesys or in the function.)
+
+use std::fmt;
+
+use serde::Deserializer;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+/// Ok when `bytes` is one JSON value that parses in full, numbers and strings included.
+pub fn check(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    Checked.deserialize(&mut deserializer)?;
+    deserializer.end()
+}
+
+/// Visits every value through `deserialize_any`, so serde_json converts (and so checks) each
+/// number and string, and keeps nothing.
+#[derive(Clone, Copy)]
+struct Checked;
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(self)?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_what_serde_json_values_accept() {
+        for ok in [
+            "{}",
+            "[]",
+            "null",
+            " 1 ",
+            "-0.5e10",
+            "18446744073709551615",
+            r#"{"a":[1,{"b":"\u00e9\ud83d\ude00"}],"c":true}"#,
+        ] {
+            assert!(check(ok.as_bytes()).is_ok(), "{ok}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(ok).is_ok(),
+                "{ok}"
+            );
+        }
+    }
+
+    /// Found by the `lambda_response` fuzz target: a Lambda answer `1111e11111` passed the
+    /// gateway's check and was returned, though no JSON consumer with doubles can read it.
+    #[test]
+    fn refuses_numbers_out_of_range_and_lone_surrogates() {
+        for bad in [
+            "1111e11111 ",
+            r#"{"n":-1e400}"#,
+            r#""\ud800""#,
+            r#"["\udc00x"]"#,
+            "{} {}",
+            "[1,]",
+        ] {
+            assert!(check(bad.as_bytes()).is_err(), "{bad}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
