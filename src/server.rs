@@ -158,9 +158,8 @@ impl Gateway {
             .server
             .tls
             .as_ref()
-            .map(Tls::new)
+            .map(|files| Tls::new(files).map(Arc::new))
             .transpose()
-            .map(|tls| tls.map(Arc::new))
             .map_err(StartError::Tls)?;
         let cache = CredentialCache::new(assumer, (&config.credentials).into(), metrics.clone());
         let invoker = Invoker::new(sdk, metrics.clone())?;
