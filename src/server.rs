@@ -474,10 +474,7 @@ impl Connection {
                 }
             },
         ));
-        let io = TokioIo::new(Watched {
-            inner: stream,
-            activity: activity.clone(),
-        });
+        let io = TokioIo::new(Watched::new(stream, activity.clone()));
         let connection = self.builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(connection);
         let mut closing = false;
@@ -510,10 +507,16 @@ impl Connection {
 
 /// What a connection is doing, for its timeouts: requests in flight, or waiting for a request
 /// head since some bytes (or the connection itself) arrived, or idle.
+///
+/// On HTTP/2 only the connection preface is held to the header read timeout: between streams a
+/// client sends control frames (SETTINGS acks, WINDOW_UPDATE, PING) that are no request head, so
+/// there bytes do not restart any clock and an idle connection ends after `keepalive_timeout`.
 struct Activity {
     in_flight: AtomicUsize,
     /// Bytes arrived while no request was in flight: a request head is being read.
     reading_head: AtomicBool,
+    /// The HTTP/2 connection preface has arrived.
+    http2: AtomicBool,
     changed: tokio::sync::Notify,
 }
 
@@ -523,6 +526,7 @@ impl Default for Activity {
             in_flight: AtomicUsize::new(0),
             // A new connection owes a request head at once.
             reading_head: AtomicBool::new(true),
+            http2: AtomicBool::new(false),
             changed: tokio::sync::Notify::new(),
         }
     }
@@ -543,11 +547,23 @@ impl Activity {
     }
 
     fn on_read(&self) {
+        if self.http2.load(Ordering::SeqCst) {
+            return;
+        }
         if self.in_flight.load(Ordering::SeqCst) == 0
             && !self.reading_head.swap(true, Ordering::SeqCst)
         {
             self.changed.notify_waiters();
         }
+    }
+
+    /// The connection speaks HTTP/2: from now on it is either busy or idle.
+    fn on_http2_preface(&self) {
+        self.http2.store(true, Ordering::SeqCst);
+        if self.in_flight.load(Ordering::SeqCst) == 0 {
+            self.reading_head.store(false, Ordering::SeqCst);
+        }
+        self.changed.notify_waiters();
     }
 
     /// Resolves when the connection has waited too long for a request head or sat idle too
@@ -586,10 +602,41 @@ impl Drop for Busy {
     }
 }
 
-/// The connection's stream, telling its [`Activity`] when bytes arrive.
+/// The connection's stream, telling its [`Activity`] when bytes arrive and whether they open
+/// with the HTTP/2 preface.
 struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// How many of the first bytes matched the HTTP/2 preface; `None` once decided.
+    preface: Option<usize>,
+}
+
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+impl<S> Watched<S> {
+    fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Watched {
+            inner,
+            activity,
+            preface: Some(0),
+        }
+    }
+
+    fn saw(&mut self, bytes: &[u8]) {
+        if let Some(matched) = self.preface {
+            let want = &HTTP2_PREFACE[matched..];
+            let n = want.len().min(bytes.len());
+            self.preface = if bytes[..n] != want[..n] {
+                None
+            } else if matched + n == HTTP2_PREFACE.len() {
+                self.activity.on_http2_preface();
+                None
+            } else {
+                Some(matched + n)
+            };
+        }
+        self.activity.on_read();
+    }
 }
 
 impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
@@ -601,7 +648,7 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
         let before = buf.filled().len();
         let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.on_read();
+            self.saw(&buf.filled()[before..]);
         }
         polled
     }
@@ -659,4 +706,44 @@ async fn accept(
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fed(chunks: &[&[u8]]) -> Arc<Activity> {
+        let activity = Arc::new(Activity::default());
+        let mut watched = Watched::new((), activity.clone());
+        for chunk in chunks {
+            watched.saw(chunk);
+        }
+        activity
+    }
+
+    #[test]
+    fn the_http2_preface_is_recognised_across_reads() {
+        let whole = fed(&[HTTP2_PREFACE]);
+        assert!(whole.http2.load(Ordering::SeqCst));
+        assert!(!whole.reading_head.load(Ordering::SeqCst));
+
+        let (a, b) = HTTP2_PREFACE.split_at(5);
+        let (b, c) = b.split_at(10);
+        let split = fed(&[a, b, c, b"\0\0\x12\x04"]);
+        assert!(split.http2.load(Ordering::SeqCst));
+        assert!(!split.reading_head.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn http1_bytes_are_a_request_head_being_read() {
+        for chunks in [
+            &[b"POST /v1/functions/f/invoke HTTP/1.1\r\n".as_slice()][..],
+            &[b"PRI * HTTP/1.1\r\n".as_slice()][..],
+            &[b"PRI * ".as_slice(), b"HTTP/2.0\r\n\r\nXX".as_slice()][..],
+        ] {
+            let activity = fed(chunks);
+            assert!(!activity.http2.load(Ordering::SeqCst), "{chunks:?}");
+            assert!(activity.reading_head.load(Ordering::SeqCst), "{chunks:?}");
+        }
+    }
 }

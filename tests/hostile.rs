@@ -626,14 +626,17 @@ async fn keep_alive_connections_close_when_idle_never_mid_request() {
         "closed after {idle:?}"
     );
 
-    // HTTP/2: the same idle limit, as a GOAWAY.
+    // HTTP/2: the same idle limit, as a GOAWAY, even while the client keeps sending control
+    // frames (PINGs every 300 ms, more often than the header read timeout) — they are no request.
     let stream = TcpStream::connect(&addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(300))
+            .keep_alive_while_idle(true)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     let connection = tokio::spawn(connection);
     let request = http::Request::post(INVOKE)
         .header("authorization", basic(ORG, SECRET))
@@ -642,12 +645,30 @@ async fn keep_alive_connections_close_when_idle_never_mid_request() {
         .unwrap();
     assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
     let idle_from = std::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(10), connection)
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection)
         .await
         .expect("an idle HTTP/2 connection was never closed")
-        .unwrap()
         .unwrap();
-    assert!(idle_from.elapsed() >= Duration::from_millis(2800));
+    // After its GOAWAY the gateway closes the socket; a client frame still in flight (a
+    // SETTINGS ack, a WINDOW_UPDATE) may then meet a closed pipe. Either way the connection
+    // ended, and not because of a protocol error.
+    if let Err(error) = ended {
+        let io = std::error::Error::source(&error)
+            .and_then(|source| source.downcast_ref::<std::io::Error>())
+            .map(std::io::Error::kind);
+        assert!(
+            matches!(
+                io,
+                Some(std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)
+            ),
+            "HTTP/2 connection ended with {error:?}"
+        );
+    }
+    let idle = idle_from.elapsed();
+    assert!(
+        idle >= Duration::from_millis(2800) && idle < Duration::from_secs(6),
+        "HTTP/2 connection closed after {idle:?}"
+    );
     assert_eq!(fake.invocations.load(Ordering::SeqCst), 4);
     gw.stop().await;
 }
