@@ -612,7 +612,8 @@ async fn keep_alive_connections_close_when_idle_never_mid_request() {
     assert_eq!(slow.status, 200, "{}", String::from_utf8_lossy(&slow.body));
     assert!(started.elapsed() >= SLOW);
 
-    // Then, idle for the keep-alive timeout: closed.
+    // Then, idle for the keep-alive timeout: closed. (The gateway's clock starts as the response
+    // is ready, a little before the client's below.)
     let idle_from = std::time::Instant::now();
     let mut rest = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
@@ -622,7 +623,7 @@ async fn keep_alive_connections_close_when_idle_never_mid_request() {
     let idle = idle_from.elapsed();
     assert!(rest.is_empty(), "{rest:?}");
     assert!(
-        idle >= Duration::from_millis(2800) && idle < Duration::from_secs(6),
+        idle >= Duration::from_millis(2500) && idle < Duration::from_secs(6),
         "closed after {idle:?}"
     );
 
@@ -666,7 +667,7 @@ async fn keep_alive_connections_close_when_idle_never_mid_request() {
     }
     let idle = idle_from.elapsed();
     assert!(
-        idle >= Duration::from_millis(2800) && idle < Duration::from_secs(6),
+        idle >= Duration::from_millis(2500) && idle < Duration::from_secs(6),
         "HTTP/2 connection closed after {idle:?}"
     );
     assert_eq!(fake.invocations.load(Ordering::SeqCst), 4);

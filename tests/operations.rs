@@ -203,12 +203,13 @@ async fn a_client_too_slow_with_its_headers_is_disconnected() {
     let org = provision("181818181818", &[("hello", "us-east-1")]).await;
     let gw = RunningGateway::start(&config("header_read_timeout = \"1s\"", &[&org])).await;
     let addr = gw.url.trim_start_matches("http://").to_owned();
+    // The gateway's clock starts when it accepts, which is after this.
+    let started = Instant::now();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     stream
         .write_all(b"POST /v1/functions/hello/invoke HTTP/1.1\r\nHost: gateway\r\n")
         .await
         .unwrap();
-    let started = Instant::now();
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
     assert!(
