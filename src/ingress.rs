@@ -222,9 +222,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, RequestError> {
             }
         })?
         .to_bytes();
-    // JSON is UTF-8 (RFC 8259), and skipping a string does not check it, so check it whole.
-    std::str::from_utf8(&bytes)
-        .map_err(|e| RequestError::InvalidRequest(format!("the body is not valid UTF-8: {e}")))?;
+    // Also refuses bytes that are not UTF-8 (RFC 8259), inside strings or out.
     crate::json::check(&bytes)
         .map_err(|e| RequestError::InvalidRequest(format!("the body is not valid JSON: {e}")))?;
     if json_depth(&bytes) > MAX_JSON_DEPTH {

@@ -114,4 +114,20 @@ mod tests {
             );
         }
     }
+
+    /// So callers need no UTF-8 pass of their own: bad bytes in a string, a key, or between
+    /// tokens fail the check.
+    #[test]
+    fn refuses_invalid_utf8_anywhere() {
+        for bad in [
+            &b"\"\xff\""[..],
+            b"{\"a\xc3\":1}",
+            b"[\"\xed\xa0\x80\"]",
+            b"\xef\xbb\xbf{}",
+            b"{} \xff",
+            b"[1,\xa0 2]",
+        ] {
+            assert!(check(bad).is_err(), "{bad:?}");
+        }
+    }
 }
