@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -23,12 +24,35 @@ struct Window {
     failures: u32,
 }
 
-#[derive(Default)]
 pub struct AuthGuard {
     windows: Mutex<HashMap<(IpAddr, String), Window>>,
+    /// When the last refusal any key has earned ends, in nanoseconds after `epoch`: until then
+    /// requests must be checked; after it, none can be refused and the map need not be read.
+    refusing_until: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for AuthGuard {
+    fn default() -> Self {
+        AuthGuard {
+            windows: Mutex::default(),
+            refusing_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl AuthGuard {
+    /// Whether any key may be refused now. False almost always, so the request path asks this
+    /// (one atomic load) before working out the claimed org and calling [`AuthGuard::check`].
+    pub fn refusing(&self) -> bool {
+        self.nanos(Instant::now()) < self.refusing_until.load(Ordering::Relaxed)
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// `Err(retry_after)` while `(peer, org)` is refused.
     pub fn check(&self, peer: IpAddr, org: &str) -> Result<(), Duration> {
         let windows = self.windows.lock().expect("auth guard lock");
@@ -61,6 +85,10 @@ impl AuthGuard {
             };
         }
         window.failures += 1;
+        if window.failures >= MAX_FAILURES {
+            let until = self.nanos(window.started + WINDOW);
+            self.refusing_until.fetch_max(until, Ordering::Relaxed);
+        }
     }
 }
 
@@ -107,6 +135,23 @@ mod tests {
         // Another org from the same (shared egress) address is not affected.
         assert!(guard.check(PEER, "org-b").is_ok());
         tokio::time::advance(WINDOW).await;
+        assert!(guard.check(PEER, "org-a").is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusing_only_while_some_key_is_refused() {
+        let guard = AuthGuard::default();
+        assert!(!guard.refusing());
+        for _ in 0..MAX_FAILURES - 1 {
+            guard.failed(PEER, "org-a");
+        }
+        assert!(!guard.refusing(), "nine failures refuse nothing");
+        guard.failed(PEER, "org-a");
+        assert!(guard.refusing());
+        tokio::time::advance(WINDOW - Duration::from_millis(1)).await;
+        assert!(guard.refusing());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!guard.refusing());
         assert!(guard.check(PEER, "org-a").is_ok());
     }
 

@@ -142,18 +142,21 @@ async fn handle<'a>(
     started: Instant,
 ) -> Result<Invoked, RequestError> {
     // The brute-force guard: a peer that keeps failing for one org is refused for a while.
-    let claimed = guard::claimed_org(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()));
-    if let Some(ip) = peer {
+    // The claimed org is worked out only when the guard is refusing someone, or on a failure.
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if let Some(ip) = peer
+        && gateway.guard.refusing()
+    {
         gateway
             .guard
-            .check(ip, &claimed)
+            .check(ip, &guard::claimed_org(authorization))
             .map_err(RequestError::TooManyAuthFailures)?;
     }
     let index = match tenancy.auth.authenticate(headers) {
         Ok(index) => index,
         Err(e) => {
             if let (Some(ip), false) = (peer, e == AuthError::Missing) {
-                gateway.guard.failed(ip, &claimed);
+                gateway.guard.failed(ip, &guard::claimed_org(authorization));
             }
             return Err(RequestError::Unauthorized(e));
         }
