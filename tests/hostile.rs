@@ -14,7 +14,7 @@ use aws_credential_types::Credentials;
 use base64::Engine;
 use genesys_lambda_gateway::credentials::{AssumeFailure, AssumeRequest, AssumeRole, BoxFuture};
 use serde_json::Value;
-use support::{RunningGateway, sha256_hex};
+use support::{RunningGateway, basic, sha256_hex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -183,10 +183,6 @@ async fn gateway(fake: &FakeAws, server: &str, sts: Arc<dyn AssumeRole>) -> Runn
 
 fn b64(s: impl AsRef<[u8]>) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-fn basic(user: &str, secret: &str) -> String {
-    format!("Basic {}", b64(format!("{user}:{secret}")))
 }
 
 struct Raw {
