@@ -242,19 +242,35 @@ struct Cached {
 /// region) so that a request signs with two HMACs instead of six.
 pub struct Session {
     credentials: Credentials,
+    /// The session token as a header value, checked once rather than on every request.
+    token_header: Option<Result<http::HeaderValue, http::header::InvalidHeaderValue>>,
     signing_keys: Mutex<Vec<(String, String, [u8; 32])>>,
 }
 
 impl Session {
     pub fn new(credentials: Credentials) -> Self {
+        let token_header = credentials.session_token().map(|token| {
+            let mut value = http::HeaderValue::from_str(token)?;
+            value.set_sensitive(true);
+            Ok(value)
+        });
         Self {
             credentials,
+            token_header,
             signing_keys: Mutex::new(Vec::new()),
         }
     }
 
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    /// `X-Amz-Security-Token`'s value, when the credentials have a session token; an error
+    /// when that token cannot be sent as a header.
+    pub fn token_header(
+        &self,
+    ) -> Option<Result<&http::HeaderValue, &http::header::InvalidHeaderValue>> {
+        self.token_header.as_ref().map(Result::as_ref)
     }
 
     /// The Lambda signing key for `date` (`YYYYMMDD`) and `region`.

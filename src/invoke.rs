@@ -24,7 +24,7 @@ use aws_types::service_config::ServiceConfigKey;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -168,6 +168,19 @@ impl Invoker {
         resolved.map_err(InvokeError::Unreachable)
     }
 
+    /// `function`'s [`Target`], worked out on its first request. The endpoint of a region
+    /// never changes for an invoker, so a function keeps its target for its life.
+    fn target<'f>(&self, function: &'f Function) -> Result<&'f Target, InvokeError> {
+        if let Some(target) = function.target.get() {
+            return Ok(target);
+        }
+        let endpoint = self.endpoint(&function.arn.region)?;
+        let target = Target::new(&endpoint, function, &self.metrics).map_err(|e| {
+            InvokeError::Unreachable(format!("no Invoke URL for {}: {e}", function.arn.region))
+        })?;
+        Ok(function.target.get_or_init(|| target))
+    }
+
     /// Invokes `function` with `payload` as its `invocation_type` says, retrying throttling
     /// only while the deadline leaves room for it.
     pub async fn invoke(
@@ -178,23 +191,27 @@ impl Invoker {
         client_context: Option<String>,
         deadline: Instant,
     ) -> Result<Invoked, InvokeError> {
-        let endpoint = self.endpoint(&function.arn.region)?;
-        let histogram = self
-            .metrics
-            .lambda_invoke_duration
-            .with_label_values(&[&function.arn.region]);
+        let target = self.target(function)?;
+        let context_header = client_context
+            .as_deref()
+            .map(HeaderValue::from_str)
+            .transpose()
+            .map_err(|e| {
+                InvokeError::Unreachable(format!("the request could not be built: {e}"))
+            })?;
+        let context = client_context.as_deref().zip(context_header.as_ref());
         // Hashed once for every attempt; the signature covers it.
         let payload_sha256 = sigv4::sha256_hex(&payload);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let request = signed_request(
-                &endpoint,
+                target,
                 function,
                 session,
                 &payload,
                 &payload_sha256,
-                client_context.as_deref(),
+                context,
             )?;
             let started = Instant::now();
             let result = self.http.request(request).await;
@@ -202,7 +219,7 @@ impl Invoker {
                 Ok(response) => read_response(function, response).await,
                 Err(e) => Err(InvokeError::Unreachable(error_chain(&e))),
             };
-            histogram.observe(started.elapsed().as_secs_f64());
+            target.histogram.observe(started.elapsed().as_secs_f64());
             match outcome {
                 Err(InvokeError::Throttled(message, hinted)) => {
                     let pause = throttle_backoff(attempt);
@@ -318,31 +335,89 @@ fn resolve_endpoint(
     })
 }
 
+static X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+static X_AMZ_CLIENT_CONTEXT: HeaderName = HeaderName::from_static("x-amz-client-context");
+static X_AMZ_INVOCATION_TYPE: HeaderName = HeaderName::from_static("x-amz-invocation-type");
+static X_AMZ_LOG_TYPE: HeaderName = HeaderName::from_static("x-amz-log-type");
+static X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
+
+/// Where a function's Invoke requests go, resolved once per function (on its first request):
+/// the request path does no endpoint lookup, URI parsing or metric label hashing.
+pub struct Target {
+    uri: Uri,
+    /// The path as signed: the endpoint's base path (usually empty), then the Invoke path.
+    path: String,
+    host: String,
+    host_header: HeaderValue,
+    /// `glg_lambda_invoke_duration_seconds` for the function's region.
+    histogram: prometheus::Histogram,
+}
+
+impl Target {
+    fn new(endpoint: &Endpoint, function: &Function, metrics: &Metrics) -> Result<Self, String> {
+        let mut uri = format!("{}{}", endpoint.base, function.invoke_path);
+        if !function.invoke_query.is_empty() {
+            uri.push('?');
+            uri.push_str(&function.invoke_query);
+        }
+        Ok(Self {
+            uri: uri.parse().map_err(|e| format!("{uri}: {e}"))?,
+            path: format!("{}{}", endpoint.base_path, function.invoke_path),
+            host: endpoint.host.clone(),
+            host_header: HeaderValue::from_str(&endpoint.host)
+                .map_err(|e| format!("{}: {e}", endpoint.host))?,
+            histogram: metrics
+                .lambda_invoke_duration
+                .with_label_values(&[&function.arn.region]),
+        })
+    }
+}
+
 /// The Invoke request, signed. The payload is shared, not copied.
 fn signed_request(
-    endpoint: &Endpoint,
+    target: &Target,
     function: &Function,
     session: &Session,
     payload: &Bytes,
     payload_sha256: &str,
-    client_context: Option<&str>,
+    client_context: Option<(&str, &HeaderValue)>,
 ) -> Result<Request<Full<Bytes>>, InvokeError> {
+    let unbuildable = |e: &dyn std::fmt::Display| {
+        InvokeError::Unreachable(format!("the request could not be built: {e}"))
+    };
     let credentials = session.credentials();
     let invocation_type = match function.invocation_type {
         config::InvocationType::RequestResponse => "RequestResponse",
         config::InvocationType::Event => "Event",
     };
-    // The headers signed beside host and x-amz-date.
-    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(4);
-    if let Some(context) = client_context {
-        headers.push(("x-amz-client-context", context));
+    let token = session
+        .token_header()
+        .transpose()
+        .map_err(|e| unbuildable(&e))?;
+    // The headers signed beside host and x-amz-date, in the order of their names.
+    let mut signed: [(&str, &str); 4] = [("", ""); 4];
+    let mut n = 0;
+    let mut headers = HeaderMap::with_capacity(10);
+    if let Some((text, value)) = client_context {
+        signed[n] = ("x-amz-client-context", text);
+        n += 1;
+        headers.insert(X_AMZ_CLIENT_CONTEXT.clone(), value.clone());
     }
-    headers.push(("x-amz-invocation-type", invocation_type));
+    signed[n] = ("x-amz-invocation-type", invocation_type);
+    n += 1;
+    headers.insert(
+        X_AMZ_INVOCATION_TYPE.clone(),
+        HeaderValue::from_static(invocation_type),
+    );
     if function.log_tail {
-        headers.push(("x-amz-log-type", "Tail"));
+        signed[n] = ("x-amz-log-type", "Tail");
+        n += 1;
+        headers.insert(X_AMZ_LOG_TYPE.clone(), HeaderValue::from_static("Tail"));
     }
-    if let Some(token) = credentials.session_token() {
-        headers.push(("x-amz-security-token", token));
+    if let (Some(text), Some(value)) = (credentials.session_token(), token) {
+        signed[n] = ("x-amz-security-token", text);
+        n += 1;
+        headers.insert(X_AMZ_SECURITY_TOKEN.clone(), value.clone());
     }
     let amz_date = sigv4::amz_date(SystemTime::now());
     let region = function.arn.region.as_str();
@@ -351,7 +426,6 @@ fn signed_request(
         region,
         service: "lambda",
     };
-    let path = format!("{}{}", endpoint.base_path, function.invoke_path);
     let key = session.signing_key(scope.date(), region);
     let authorization = sigv4::authorization(
         credentials.access_key_id(),
@@ -359,29 +433,28 @@ fn signed_request(
         &scope,
         &sigv4::Signable {
             method: "POST",
-            host: &endpoint.host,
-            path: &path,
+            host: &target.host,
+            path: &target.path,
             query: &function.invoke_query,
-            headers: &headers,
+            headers: &signed[..n],
             payload_sha256,
         },
     );
-    let mut uri = format!("{}{}", endpoint.base, function.invoke_path);
-    if !function.invoke_query.is_empty() {
-        uri.push('?');
-        uri.push_str(&function.invoke_query);
-    }
-    let mut builder = Request::post(uri)
-        .header(header::HOST, &endpoint.host)
-        .header(header::USER_AGENT, USER_AGENT)
-        .header("x-amz-date", amz_date)
-        .header(header::AUTHORIZATION, authorization);
-    for (name, value) in headers {
-        builder = builder.header(name, value);
-    }
-    builder
-        .body(Full::new(payload.clone()))
-        .map_err(|e| InvokeError::Unreachable(format!("the request could not be built: {e}")))
+    headers.insert(header::HOST, target.host_header.clone());
+    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    headers.insert(
+        X_AMZ_DATE.clone(),
+        HeaderValue::try_from(amz_date).map_err(|e| unbuildable(&e))?,
+    );
+    headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::try_from(authorization).map_err(|e| unbuildable(&e))?,
+    );
+    let mut request = Request::new(Full::new(payload.clone()));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = target.uri.clone();
+    *request.headers_mut() = headers;
+    Ok(request)
 }
 
 /// Reads Lambda's answer: the payload, a function error, a throttle, or an API error.
@@ -551,38 +624,38 @@ pub fn client_context(headers: &HeaderMap, org_id: &str) -> Option<String> {
     names.sort_by_key(|name| (priority(name), *name));
     let mut json = String::with_capacity(256);
     json.push_str("{\"custom\":{");
-    let org = std::iter::once(("ININ-Organization-Id".to_owned(), org_id));
+    let org = std::iter::once(("inin-organization-id", org_id));
     let others = names.into_iter().filter_map(|name| {
         // A header repeated or not valid text is not passed on: which value is right is unknown.
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
-            (Some(value), None) => Some((canonical(name), value.to_str().ok()?)),
+            (Some(value), None) => Some((name, value.to_str().ok()?)),
             _ => None,
         }
     });
     let mut first = true;
     for (name, value) in org.chain(others) {
-        let pair = format!("{}:{}", json_string(&name), json_string(value));
-        let separator = usize::from(!first);
-        if json.len() + separator + pair.len() + 2 > MAX_JSON {
+        // Written in place; taken back out if it does not fit.
+        let mark = json.len();
+        if !first {
+            json.push(',');
+        }
+        json.push('"');
+        push_canonical(&mut json, name);
+        json.push_str("\":");
+        crate::json::push_string(&mut json, value);
+        if json.len() + 2 > MAX_JSON {
+            json.truncate(mark);
             if first {
                 // Only an absurdly long (configured) org ID gets here.
                 return None;
             }
             continue;
         }
-        if !first {
-            json.push(',');
-        }
-        json.push_str(&pair);
         first = false;
     }
     json.push_str("}}");
     Some(STANDARD.encode(json))
-}
-
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).expect("a string always serializes")
 }
 
 fn priority(name: &str) -> u8 {
@@ -594,23 +667,21 @@ fn priority(name: &str) -> u8 {
     }
 }
 
-/// `inin-correlation-id` → `ININ-Correlation-Id`, the spelling Genesys uses.
-fn canonical(name: &str) -> String {
-    name.split('-')
-        .enumerate()
-        .map(|(i, part)| {
-            if i == 0 {
-                part.to_ascii_uppercase()
-            } else {
-                let mut chars = part.chars();
-                chars
-                    .next()
-                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                    .unwrap_or_default()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("-")
+/// Appends `inin-correlation-id` as `ININ-Correlation-Id`, the spelling Genesys uses. Header
+/// names are tokens: nothing in them needs a JSON escape.
+fn push_canonical(out: &mut String, name: &str) {
+    for (i, part) in name.split('-').enumerate() {
+        if i == 0 {
+            out.extend(part.chars().map(|c| c.to_ascii_uppercase()));
+            continue;
+        }
+        out.push('-');
+        let mut chars = part.chars();
+        if let Some(c) = chars.next() {
+            out.push(c.to_ascii_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -638,6 +709,24 @@ mod tests {
                 "ININ-Correlation-Id": "corr-1",
                 "ININ-User-Id": "user-1",
             }})
+        );
+    }
+
+    #[test]
+    fn client_context_text_is_ordered_and_escaped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "inin-zeta",
+            HeaderValue::from_static("say \"hi\" \\ \t end"),
+        );
+        headers.insert("inin-user-id", HeaderValue::from_static("user-1"));
+        headers.insert("inin-correlation-id", HeaderValue::from_static("corr-1"));
+        headers.insert("inin-alpha", HeaderValue::from_static("a"));
+        let context = client_context(&headers, "org-1").unwrap();
+        let text = String::from_utf8(STANDARD.decode(context).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"custom":{"ININ-Organization-Id":"org-1","ININ-Correlation-Id":"corr-1","ININ-User-Id":"user-1","ININ-Alpha":"a","ININ-Zeta":"say \"hi\" \\ \t end"}}"#
         );
     }
 

@@ -15,6 +15,63 @@ pub fn check(bytes: &[u8]) -> Result<(), serde_json::Error> {
     deserializer.end()
 }
 
+/// Escapes what is written through it for the inside of a JSON string, as serde_json does:
+/// `"`, `\\` and control characters; everything else, non-ASCII included, passes unchanged.
+pub struct Escaper<'a, W: fmt::Write>(pub &'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaper<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
+        let bytes = s.as_bytes();
+        // Most text needs no escape: one scan, one write.
+        if bytes.iter().all(|&b| plain(b)) {
+            return self.0.write_str(s);
+        }
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if plain(b) {
+                continue;
+            }
+            // Only ASCII bytes are cut at, so every slice is on a char boundary.
+            self.0.write_str(&s[start..i])?;
+            match b {
+                b'"' => self.0.write_str("\\\"")?,
+                b'\\' => self.0.write_str("\\\\")?,
+                b'\n' => self.0.write_str("\\n")?,
+                b'\r' => self.0.write_str("\\r")?,
+                b'\t' => self.0.write_str("\\t")?,
+                0x08 => self.0.write_str("\\b")?,
+                0x0c => self.0.write_str("\\f")?,
+                _ => {
+                    let code = [
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 15)],
+                    ];
+                    self.0
+                        .write_str(std::str::from_utf8(&code).expect("ASCII"))?;
+                }
+            }
+            start = i + 1;
+        }
+        self.0.write_str(&s[start..])
+    }
+}
+
+/// Appends `value` to `out` as a JSON string.
+pub fn push_string(out: &mut String, value: &str) {
+    use fmt::Write as _;
+    out.push('"');
+    Escaper(out)
+        .write_str(value)
+        .expect("writing to a String cannot fail");
+    out.push('"');
+}
+
 /// Visits every value through `deserialize_any`, so serde_json converts (and so checks) each
 /// number and string, and keeps nothing.
 #[derive(Clone, Copy)]
@@ -128,6 +185,27 @@ mod tests {
             b"[1,\xa0 2]",
         ] {
             assert!(check(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut samples: Vec<String> = (0u8..0x80).map(|b| format!("a{}b", b as char)).collect();
+        samples.extend(
+            [
+                "",
+                "plain",
+                "é 漢 🦀",
+                "\"\\\"",
+                "\u{7f}\u{1f}\u{0}end",
+                "x\ty\r\nz",
+            ]
+            .map(String::from),
+        );
+        for sample in samples {
+            let mut ours = String::new();
+            push_string(&mut ours, &sample);
+            assert_eq!(ours, serde_json::to_string(&sample).unwrap(), "{sample:?}");
         }
     }
 }

@@ -112,41 +112,83 @@ pub fn authorization(
     canonical.push('\n');
     canonical.push_str(request.payload_sha256);
 
-    let credential_scope = format!(
-        "{}/{}/{}/aws4_request",
-        scope.date(),
-        scope.region,
-        scope.service
-    );
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{}\n{credential_scope}\n{}",
-        scope.amz_date,
-        sha256_hex(canonical.as_bytes())
-    );
-    let signature = hex::encode(hmac(key, string_to_sign.as_bytes()));
-    format!(
-        "{ALGORITHM} Credential={access_key_id}/{credential_scope}, SignedHeaders={signed_headers}, Signature={signature}"
-    )
+    // Built by appending, not `format!`: this runs for every request.
+    let push_credential_scope = |out: &mut String| {
+        for part in [scope.date(), scope.region, scope.service, "aws4_request"] {
+            out.push_str(part);
+            out.push('/');
+        }
+        out.pop();
+    };
+    let mut string_to_sign = String::with_capacity(160);
+    string_to_sign.push_str(ALGORITHM);
+    string_to_sign.push('\n');
+    string_to_sign.push_str(scope.amz_date);
+    string_to_sign.push('\n');
+    push_credential_scope(&mut string_to_sign);
+    string_to_sign.push('\n');
+    push_hex(&mut string_to_sign, &Sha256::digest(canonical.as_bytes()));
+    let signature = hmac(key, string_to_sign.as_bytes());
+
+    let mut header =
+        String::with_capacity(ALGORITHM.len() + access_key_id.len() + signed_headers.len() + 160);
+    header.push_str(ALGORITHM);
+    header.push_str(" Credential=");
+    header.push_str(access_key_id);
+    header.push('/');
+    push_credential_scope(&mut header);
+    header.push_str(", SignedHeaders=");
+    header.push_str(&signed_headers);
+    header.push_str(", Signature=");
+    push_hex(&mut header, &signature);
+    header
 }
 
-/// `YYYYMMDDTHHMMSSZ` for `time`.
+/// Appends the lower-case hex of a 32-byte digest.
+fn push_hex(out: &mut String, digest: &[u8]) {
+    let mut buf = [0u8; 64];
+    let n = digest.len().min(32);
+    hex::encode_to_slice(&digest[..n], &mut buf[..2 * n]).expect("buffer sized for the digest");
+    out.push_str(std::str::from_utf8(&buf[..2 * n]).expect("hex is ASCII"));
+}
+
+/// `YYYYMMDDTHHMMSSZ` (UTC) for `time`; times before 1970 read as 1970.
 pub fn amz_date(time: std::time::SystemTime) -> String {
-    let text = aws_smithy_types::DateTime::from(time)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_default();
-    // "2026-11-21T06:30:00Z" (possibly with fractional seconds) → "20261121T063000Z".
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, of_day) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
     let mut out = String::with_capacity(16);
-    for &b in text.as_bytes() {
-        match b {
-            b'-' | b':' => {}
-            b'.' => break,
-            b => out.push(b as char),
+    let push = |out: &mut String, value: u64, width: u32| {
+        for place in (0..width).rev() {
+            out.push(char::from(b'0' + (value / 10u64.pow(place) % 10) as u8));
         }
-    }
-    if !out.ends_with('Z') {
-        out.push('Z');
-    }
+    };
+    push(&mut out, year, 4);
+    push(&mut out, month, 2);
+    push(&mut out, day, 2);
+    out.push('T');
+    push(&mut out, of_day / 3600, 2);
+    push(&mut out, of_day / 60 % 60, 2);
+    push(&mut out, of_day % 60, 2);
+    out.push('Z');
     out
+}
+
+/// (year, month, day) of the proleptic Gregorian calendar for days since 1970-01-01
+/// (H. Hinnant's `civil_from_days`, unsigned because the gateway never signs before 1970).
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]
@@ -235,6 +277,44 @@ mod tests {
             .map(|(_, value)| value.to_owned())
             .unwrap();
         assert_eq!(ours, theirs);
+    }
+
+    /// Checked against the SDK's own date formatting across leap days, centuries and the epoch.
+    #[test]
+    fn amz_dates_agree_with_the_sdk_formatting() {
+        let sdk = |time: SystemTime| {
+            aws_smithy_types::DateTime::from(time)
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .unwrap()
+                .replace(['-', ':'], "")
+        };
+        let mut checked = 0;
+        let mut secs: u64 = 0;
+        // Every ~2.3 days over 1970..2130 (an odd step, so all times of day come up), plus edges.
+        let edges = [
+            0,
+            951_782_399,
+            951_782_400,
+            951_868_800,
+            4_107_542_400,
+            4_102_444_799,
+        ];
+        while secs < 5_000_000_000 {
+            let time = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(amz_date(time), sdk(time), "at {secs}");
+            secs += 199_999;
+            checked += 1;
+        }
+        for secs in edges {
+            let time = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(amz_date(time), sdk(time), "at {secs}");
+        }
+        assert_eq!(amz_date(SystemTime::UNIX_EPOCH), "19700101T000000Z");
+        assert_eq!(
+            amz_date(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "20000229T000000Z"
+        );
+        assert!(checked > 20_000);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! functions and its credential slot, built once per configuration.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -34,6 +34,8 @@ pub struct Function {
     pub invoke_path: String,
     /// The Invoke query string: `Qualifier=<qualifier>`, or empty.
     pub invoke_query: String,
+    /// Where the Invoke requests go, worked out by the invoker on first use.
+    pub target: OnceLock<crate::invoke::Target>,
 }
 
 /// Builds the orgs of a validated config, in config order (the order `auth` indexes them by).
@@ -66,6 +68,7 @@ pub fn build(config: &Config, cache: &CredentialCache) -> Vec<Org> {
                         log_tail: f.log_tail,
                         invoke_path,
                         invoke_query,
+                        target: OnceLock::new(),
                     };
                     (name.clone(), function)
                 })
