@@ -5,15 +5,17 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::Router;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::auth::AuthError;
@@ -28,21 +30,82 @@ pub const CORRELATION_HEADER: &str = "inin-correlation-id";
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static LAMBDA_REQUEST_ID: HeaderName = HeaderName::from_static("x-lambda-request-id");
 
-pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
-        .route(
-            "/v1/functions/{name}/invoke",
-            post(invoke).fallback(|request: Request| async move {
-                error_response(
+/// The public listener's service: `POST /v1/functions/{name}/invoke` behind the global cap of
+/// `server.max_inflight` requests; every other path is 404 `not_found`, every other method on
+/// the invoke path 405 `method_not_allowed`. There is one route, so no general router: measured,
+/// axum's router with tower's load-shed and concurrency-limit layers cost ~6 % of a request's
+/// instructions.
+#[derive(Clone)]
+pub struct PublicService {
+    gateway: Arc<Gateway>,
+    inflight: Arc<Semaphore>,
+}
+
+impl PublicService {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        let max_inflight = gateway.tenancy().config.server.max_inflight;
+        Self {
+            gateway,
+            inflight: Arc::new(Semaphore::new(max_inflight)),
+        }
+    }
+
+    async fn serve(self, request: Request) -> Response {
+        // Refused at once rather than queued: a queued data action only times out later.
+        let Ok(_slot) = self.inflight.try_acquire() else {
+            return RequestError::Overloaded.into_response_with_id("");
+        };
+        match invoke_name(request.uri().path()) {
+            None => error_response(RequestError::NotFound, &request_id(request.headers())),
+            Some(_) if request.method() != Method::POST => {
+                let mut response = error_response(
                     RequestError::MethodNotAllowed,
                     &request_id(request.headers()),
-                )
-            }),
-        )
-        .fallback(|request: Request| async move {
-            error_response(RequestError::NotFound, &request_id(request.headers()))
-        })
-        .with_state(gateway)
+                );
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                response
+            }
+            Some(name) => invoke(self.gateway.clone(), name, request).await,
+        }
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for PublicService
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move { Ok(service.serve(request.map(Body::new)).await) })
+    }
+}
+
+/// The `{name}` of `/v1/functions/{name}/invoke` (one non-empty segment), percent-decoded;
+/// `Some(None)` when the path has that shape but the decoded name is not UTF-8.
+fn invoke_name(path: &str) -> Option<Option<String>> {
+    let name = path
+        .strip_prefix("/v1/functions/")?
+        .strip_suffix("/invoke")?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    Some(
+        percent_encoding::percent_decode_str(name)
+            .decode_utf8()
+            .ok()
+            .map(|name| name.into_owned()),
+    )
 }
 
 /// What a request resolved to, for its metrics and log line.
@@ -52,11 +115,7 @@ struct Resolved<'a> {
     function: Option<&'a Function>,
 }
 
-async fn invoke(
-    State(gateway): State<Arc<Gateway>>,
-    name: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
+async fn invoke(gateway: Arc<Gateway>, name: Option<String>, request: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let request_id = request_id(&parts.headers);
@@ -64,7 +123,6 @@ async fn invoke(
     // The configuration this request runs on to its end, even if a reload swaps it meanwhile.
     let tenancy = gateway.tenancy();
     let mut resolved = Resolved::default();
-    let name = name.ok().map(|Path(name)| name);
     let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
     let result = handle(
         &gateway,
@@ -352,6 +410,29 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn the_invoke_path_and_its_name() {
+        let name = |path| invoke_name(path);
+        assert_eq!(name("/v1/functions/echo/invoke"), Some(Some("echo".into())));
+        assert_eq!(
+            name("/v1/functions/a%20b%2Fc%zz/invoke"),
+            Some(Some("a b/c%zz".into()))
+        );
+        assert_eq!(name("/v1/functions/%ff/invoke"), Some(None));
+        for outside in [
+            "/v1/functions//invoke",
+            "/v1/functions/invoke",
+            "/v1/functions/a/b/invoke",
+            "/v1/functions/echo/invoke/",
+            "/v1/functions/echo/invoke/extra",
+            "/v1/functions/echo",
+            "/v2/functions/echo/invoke",
+            "/",
+        ] {
+            assert_eq!(name(outside), None, "{outside}");
+        }
     }
 
     #[test]

@@ -345,8 +345,9 @@ static X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-securit
 /// the request path does no endpoint lookup, URI parsing or metric label hashing.
 pub struct Target {
     uri: Uri,
-    /// The path as signed: the endpoint's base path (usually empty), then the Invoke path.
-    path: String,
+    /// The path as the signature covers it: of the endpoint's base path (usually empty), then
+    /// the Invoke path.
+    canonical_path: String,
     host: String,
     host_header: HeaderValue,
     /// `glg_lambda_invoke_duration_seconds` for the function's region.
@@ -362,7 +363,10 @@ impl Target {
         }
         Ok(Self {
             uri: uri.parse().map_err(|e| format!("{uri}: {e}"))?,
-            path: format!("{}{}", endpoint.base_path, function.invoke_path),
+            canonical_path: sigv4::canonical_path(&format!(
+                "{}{}",
+                endpoint.base_path, function.invoke_path
+            )),
             host: endpoint.host.clone(),
             host_header: HeaderValue::from_str(&endpoint.host)
                 .map_err(|e| format!("{}: {e}", endpoint.host))?,
@@ -434,7 +438,7 @@ fn signed_request(
         &sigv4::Signable {
             method: "POST",
             host: &target.host,
-            path: &target.path,
+            canonical_path: &target.canonical_path,
             query: &function.invoke_query,
             headers: &signed[..n],
             payload_sha256,

@@ -11,19 +11,15 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
-use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::ServiceBuilder;
 
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
 use crate::credentials::{AssumeRole, CredentialCache, Sts};
-use crate::error::RequestError;
 use crate::guard::AuthGuard;
 use crate::invoke::{Invoker, InvokerError};
 use crate::metrics::Metrics;
@@ -304,20 +300,9 @@ async fn reload_on_hangup(gateway: Arc<Gateway>, path: PathBuf) {
     }
 }
 
-/// The public service: the ingress router behind the global in-flight cap.
-pub fn public_service(gateway: Arc<Gateway>) -> Router {
-    let max_inflight = gateway.tenancy().config.server.max_inflight;
-    ingress::router(gateway).layer(
-        ServiceBuilder::new()
-            // Outermost: turn the load-shed refusal below into our JSON 503 `overloaded`.
-            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                Ok::<Response, Infallible>(RequestError::Overloaded.into_response_with_id(""))
-            }))
-            // Refuse at once rather than queue: a queued data action only times out later.
-            .load_shed()
-            // At most `server.max_inflight` requests in the handler at once, over all orgs.
-            .concurrency_limit(max_inflight),
-    )
+/// The public service: the invoke endpoint behind the global in-flight cap.
+pub fn public_service(gateway: Arc<Gateway>) -> ingress::PublicService {
+    ingress::PublicService::new(gateway)
 }
 
 /// Serves until `shutdown` resolves, then drains: readiness turns 503, the listeners stop
@@ -388,13 +373,15 @@ struct Limits {
 /// Accepts connections (HTTP/1.1 and HTTP/2, over TLS when `tls` is set) until `stop`, at most
 /// `max_connections` at once (further ones wait in the kernel's backlog), then waits for the
 /// open ones to finish their requests. Idle keep-alive connections are closed at once.
-async fn serve(
+async fn serve<A>(
     listener: TcpListener,
-    app: Router,
+    app: A,
     limits: Limits,
     tls: Option<Arc<Tls>>,
     stop: watch::Receiver<bool>,
-) {
+) where
+    A: App,
+{
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut stopping = stop.clone();
@@ -444,16 +431,43 @@ async fn serve(
     let _ = slots.acquire_many(all).await;
 }
 
+/// What a listener serves: the public service or the admin router.
+pub trait App:
+    tower::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = Response,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<A> App for A where
+    A: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// One accepted connection and what serving it needs.
-struct Connection {
+struct Connection<A> {
     peer: std::net::SocketAddr,
-    app: Router,
+    app: A,
     builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
     limits: Limits,
     stop: watch::Receiver<bool>,
 }
 
-impl Connection {
+impl<A: App> Connection<A> {
     /// Serves requests until the client closes, a timeout closes it, or the drain begins
     /// (then it finishes what is in flight and closes).
     async fn serve<S>(mut self, stream: S)

@@ -13,8 +13,9 @@ pub struct Signable<'a> {
     pub method: &'a str,
     /// `Host` as sent (host, plus `:port` when not the scheme's default).
     pub host: &'a str,
-    /// The request path exactly as sent (already percent-encoded once).
-    pub path: &'a str,
+    /// The request path as the canonical request holds it: the path as sent (percent-encoded
+    /// once) encoded once more, from [`canonical_path`]. Made once per function, not per request.
+    pub canonical_path: &'a str,
     /// The query string exactly as sent, without `?` (already encoded, keys in sorted order).
     pub query: &'a str,
     /// Further headers to sign, lower-case names, neither `host` nor `x-amz-date`.
@@ -75,6 +76,14 @@ pub fn uri_encode(out: &mut String, input: &str, keep_slash: bool) {
     }
 }
 
+/// The path as signed for the path `path` as sent: every service but S3 signs the path
+/// percent-encoded a second time.
+pub fn canonical_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + path.len() / 2);
+    uri_encode(&mut out, path, true);
+    out
+}
+
 /// The `Authorization` header value for `request`, signed with `key` (from [`signing_key`]).
 pub fn authorization(
     access_key_id: &str,
@@ -82,11 +91,10 @@ pub fn authorization(
     scope: &Scope<'_>,
     request: &Signable<'_>,
 ) -> String {
-    // Every service but S3 signs the path percent-encoded a second time.
     let mut canonical = String::with_capacity(512);
     canonical.push_str(request.method);
     canonical.push('\n');
-    uri_encode(&mut canonical, request.path, true);
+    canonical.push_str(request.canonical_path);
     canonical.push('\n');
     canonical.push_str(request.query);
     canonical.push('\n');
@@ -237,7 +245,7 @@ mod tests {
             &Signable {
                 method: "POST",
                 host: "lambda.eu-west-1.amazonaws.com",
-                path,
+                canonical_path: &canonical_path(path),
                 query,
                 headers: &headers,
                 payload_sha256: &sha256_hex(body),

@@ -232,14 +232,22 @@ fn write_timestamp(
     let secs = since.as_secs();
     let (year, month, day) = crate::sigv4::civil_from_days(secs / 86_400);
     let of_day = secs % 86_400;
-    write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since.subsec_micros()
-    )
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    // Digits written right to left into their fixed places (no formatter: every line has one).
+    let mut put = |end: usize, width: usize, mut value: u64| {
+        for place in text[end - width..end].iter_mut().rev() {
+            *place = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(4, 4, year);
+    put(7, 2, month);
+    put(10, 2, day);
+    put(13, 2, of_day / 3600);
+    put(16, 2, of_day / 60 % 60);
+    put(19, 2, of_day % 60);
+    put(26, 6, u64::from(since.subsec_micros()));
+    out.write_str(std::str::from_utf8(&text).expect("ASCII"))
 }
 
 /// Writes `value` as a JSON string, escaped as serde_json escapes it.

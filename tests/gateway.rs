@@ -356,6 +356,9 @@ async fn admin_endpoints_answer_and_the_public_listener_does_not_serve_them() {
     assert_eq!(body["error"]["code"], "not_found");
     let r = reqwest::get(gw.invoke_url("hello")).await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["allow"], "POST");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
     gw.stop().await;
 }
 

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 
 use arbitrary::Arbitrary;
 use aws_credential_types::Credentials;
-use axum::Router;
 use base64::Engine;
 use genesys_lambda_gateway::config::Config;
 use genesys_lambda_gateway::credentials::{AssumeFailure, AssumeRequest, AssumeRole, BoxFuture};
@@ -47,7 +46,7 @@ impl AssumeRole for InstantSts {
 
 struct State {
     rt: tokio::runtime::Runtime,
-    router: Router,
+    router: genesys_lambda_gateway::ingress::PublicService,
 }
 
 static STATE: LazyLock<State> = LazyLock::new(|| {
@@ -95,7 +94,7 @@ fn basic(user: &str, secret: &str) -> String {
     format!("Basic {creds}")
 }
 
-/// The path segment as axum hands it to the handler: percent-decoded.
+/// The path segment as the gateway hands it to the handler: percent-decoded.
 fn decoded(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
