@@ -14,13 +14,15 @@
 //! Around it: [`config`] (TOML, validated) and [`arn`], [`server`] (assembly, listeners, drain),
 //! [`tls`] (optional rustls on the public listener), [`json`] (body checks),
 //! [`admin`] (`/metrics`, `/live`, `/ready`, `/admin/check`), [`onboarding`] (proving an org's
-//! wiring), [`metrics`], [`telemetry`], [`shutdown`], [`cli`].
+//! wiring), [`metrics`], [`telemetry`], [`clock`] (timestamps without a formatter),
+//! [`shutdown`], [`cli`].
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod arn;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod error;

@@ -6,6 +6,8 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::clock::{Utc, put_digits};
+
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
 /// The request parts that are signed.
@@ -162,41 +164,15 @@ fn push_hex(out: &mut String, digest: &[u8]) {
 
 /// `YYYYMMDDTHHMMSSZ` (UTC) for `time`; times before 1970 read as 1970.
 pub fn amz_date(time: std::time::SystemTime) -> String {
-    let secs = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, of_day) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    let mut out = String::with_capacity(16);
-    let push = |out: &mut String, value: u64, width: u32| {
-        for place in (0..width).rev() {
-            out.push(char::from(b'0' + (value / 10u64.pow(place) % 10) as u8));
-        }
-    };
-    push(&mut out, year, 4);
-    push(&mut out, month, 2);
-    push(&mut out, day, 2);
-    out.push('T');
-    push(&mut out, of_day / 3600, 2);
-    push(&mut out, of_day / 60 % 60, 2);
-    push(&mut out, of_day % 60, 2);
-    out.push('Z');
-    out
-}
-
-/// (year, month, day) of the proleptic Gregorian calendar for days since 1970-01-01
-/// (H. Hinnant's `civil_from_days`, unsigned because the gateway never signs before 1970).
-pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let utc = Utc::from(time);
+    let mut text = *b"00000000T000000Z";
+    put_digits(&mut text[0..4], utc.year);
+    put_digits(&mut text[4..6], utc.month);
+    put_digits(&mut text[6..8], utc.day);
+    put_digits(&mut text[9..11], utc.hour);
+    put_digits(&mut text[11..13], utc.minute);
+    put_digits(&mut text[13..15], utc.second);
+    String::from_utf8(text.to_vec()).expect("ASCII")
 }
 
 #[cfg(test)]

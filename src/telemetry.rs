@@ -22,6 +22,7 @@ use tracing_subscriber::fmt::{FmtContext, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::LogFormat;
+use crate::clock::{Utc, put_digits};
 
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 pub const FLUSH_BYTES: usize = 64 * 1024;
@@ -226,27 +227,15 @@ fn write_timestamp(
     out: &mut impl std::fmt::Write,
     time: std::time::SystemTime,
 ) -> std::fmt::Result {
-    let since = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs();
-    let (year, month, day) = crate::sigv4::civil_from_days(secs / 86_400);
-    let of_day = secs % 86_400;
+    let utc = Utc::from(time);
     let mut text = *b"0000-00-00T00:00:00.000000Z";
-    // Digits written right to left into their fixed places (no formatter: every line has one).
-    let mut put = |end: usize, width: usize, mut value: u64| {
-        for place in text[end - width..end].iter_mut().rev() {
-            *place = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(4, 4, year);
-    put(7, 2, month);
-    put(10, 2, day);
-    put(13, 2, of_day / 3600);
-    put(16, 2, of_day / 60 % 60);
-    put(19, 2, of_day % 60);
-    put(26, 6, u64::from(since.subsec_micros()));
+    put_digits(&mut text[0..4], utc.year);
+    put_digits(&mut text[5..7], utc.month);
+    put_digits(&mut text[8..10], utc.day);
+    put_digits(&mut text[11..13], utc.hour);
+    put_digits(&mut text[14..16], utc.minute);
+    put_digits(&mut text[17..19], utc.second);
+    put_digits(&mut text[20..26], utc.micros);
     out.write_str(std::str::from_utf8(&text).expect("ASCII"))
 }
 
