@@ -67,7 +67,7 @@ impl PublicService {
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
                 response
             }
-            Some(name) => invoke(self.gateway.clone(), name, request).await,
+            Some(name) => invoke(self.gateway, name, request).await,
         }
     }
 }

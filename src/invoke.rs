@@ -398,30 +398,28 @@ fn signed_request(
         .token_header()
         .transpose()
         .map_err(|e| unbuildable(&e))?;
-    // The headers signed beside host and x-amz-date, in the order of their names.
+    // The headers signed beside host and x-amz-date, each sent and listed for the signature.
     let mut signed: [(&str, &str); 4] = [("", ""); 4];
     let mut n = 0;
     let mut headers = HeaderMap::with_capacity(10);
-    if let Some((text, value)) = client_context {
-        signed[n] = ("x-amz-client-context", text);
+    let mut add = |name: &'static HeaderName, text, value: &HeaderValue| {
+        signed[n] = (name.as_str(), text);
         n += 1;
-        headers.insert(X_AMZ_CLIENT_CONTEXT.clone(), value.clone());
+        headers.insert(name.clone(), value.clone());
+    };
+    if let Some((text, value)) = client_context {
+        add(&X_AMZ_CLIENT_CONTEXT, text, value);
     }
-    signed[n] = ("x-amz-invocation-type", invocation_type);
-    n += 1;
-    headers.insert(
-        X_AMZ_INVOCATION_TYPE.clone(),
-        HeaderValue::from_static(invocation_type),
+    add(
+        &X_AMZ_INVOCATION_TYPE,
+        invocation_type,
+        &HeaderValue::from_static(invocation_type),
     );
     if function.log_tail {
-        signed[n] = ("x-amz-log-type", "Tail");
-        n += 1;
-        headers.insert(X_AMZ_LOG_TYPE.clone(), HeaderValue::from_static("Tail"));
+        add(&X_AMZ_LOG_TYPE, "Tail", &HeaderValue::from_static("Tail"));
     }
     if let (Some(text), Some(value)) = (credentials.session_token(), token) {
-        signed[n] = ("x-amz-security-token", text);
-        n += 1;
-        headers.insert(X_AMZ_SECURITY_TOKEN.clone(), value.clone());
+        add(&X_AMZ_SECURITY_TOKEN, text, value);
     }
     let amz_date = sigv4::amz_date(SystemTime::now());
     let region = function.arn.region.as_str();

@@ -137,7 +137,10 @@ pub fn authorization(
     string_to_sign.push('\n');
     push_credential_scope(&mut string_to_sign);
     string_to_sign.push('\n');
-    push_hex(&mut string_to_sign, &Sha256::digest(canonical.as_bytes()));
+    push_hex(
+        &mut string_to_sign,
+        &Sha256::digest(canonical.as_bytes()).into(),
+    );
     let signature = hmac(key, string_to_sign.as_bytes());
 
     let mut header =
@@ -155,11 +158,10 @@ pub fn authorization(
 }
 
 /// Appends the lower-case hex of a 32-byte digest.
-fn push_hex(out: &mut String, digest: &[u8]) {
+fn push_hex(out: &mut String, digest: &[u8; 32]) {
     let mut buf = [0u8; 64];
-    let n = digest.len().min(32);
-    hex::encode_to_slice(&digest[..n], &mut buf[..2 * n]).expect("buffer sized for the digest");
-    out.push_str(std::str::from_utf8(&buf[..2 * n]).expect("hex is ASCII"));
+    hex::encode_to_slice(digest, &mut buf).expect("buffer sized for the digest");
+    out.push_str(std::str::from_utf8(&buf).expect("hex is ASCII"));
 }
 
 /// `YYYYMMDDTHHMMSSZ` (UTC) for `time`; times before 1970 read as 1970.
