@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::util::BoxCloneSyncService;
 
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
@@ -327,7 +328,7 @@ pub async fn run(
     let admin = admin::router(gateway.clone(), ready.clone());
     let admin = tokio::spawn(serve(
         admin_listener,
-        admin,
+        BoxCloneSyncService::new(admin),
         Limits {
             max_connections: 64,
             ..limits
@@ -336,7 +337,8 @@ pub async fn run(
         admin_stop_rx,
     ));
     let tls = gateway.tls.clone();
-    let public = serve(public, public_service(gateway), limits, tls, stop_rx);
+    let app = BoxCloneSyncService::new(public_service(gateway));
+    let public = serve(public, app, limits, tls, stop_rx);
     let drain = async {
         shutdown.await;
         tracing::info!(
@@ -373,15 +375,13 @@ struct Limits {
 /// Accepts connections (HTTP/1.1 and HTTP/2, over TLS when `tls` is set) until `stop`, at most
 /// `max_connections` at once (further ones wait in the kernel's backlog), then waits for the
 /// open ones to finish their requests. Idle keep-alive connections are closed at once.
-async fn serve<A>(
+async fn serve(
     listener: TcpListener,
-    app: A,
+    app: App,
     limits: Limits,
     tls: Option<Arc<Tls>>,
     stop: watch::Receiver<bool>,
-) where
-    A: App,
-{
+) {
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut stopping = stop.clone();
@@ -431,43 +431,19 @@ async fn serve<A>(
     let _ = slots.acquire_many(all).await;
 }
 
-/// What a listener serves: the public service or the admin router.
-pub trait App:
-    tower::Service<
-        http::Request<hyper::body::Incoming>,
-        Response = Response,
-        Error = Infallible,
-        Future: Send,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<A> App for A where
-    A: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = Response,
-            Error = Infallible,
-            Future: Send,
-        > + Clone
-        + Send
-        + Sync
-        + 'static
-{
-}
+/// What a listener serves: the public service or the admin router, behind one type.
+pub type App = BoxCloneSyncService<http::Request<hyper::body::Incoming>, Response, Infallible>;
 
 /// One accepted connection and what serving it needs.
-struct Connection<A> {
+struct Connection {
     peer: std::net::SocketAddr,
-    app: A,
+    app: App,
     builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
     limits: Limits,
     stop: watch::Receiver<bool>,
 }
 
-impl<A: App> Connection<A> {
+impl Connection {
     /// Serves requests until the client closes, a timeout closes it, or the drain begins
     /// (then it finishes what is in flight and closes).
     async fn serve<S>(mut self, stream: S)
