@@ -4,7 +4,7 @@
 //!
 //! The hot path does not go through the SDK's operation machinery: measured, a per-call SDK
 //! `Invoke` with per-request credentials cost several times the rest of the gateway (see
-//! BENCHMARKS.md). It sends over one shared hyper connection pool and signs with [`sigv4`]
+//! BENCHMARKS.md). It sends over the keep-alive connections of [`upstream`] and signs with [`sigv4`]
 //! using the session's cached signing key. The SDK still resolves the endpoints (its rules:
 //! partitions, FIPS, dual-stack, `AWS_ENDPOINT_URL[_LAMBDA]`) and serves the DryRun checks.
 
@@ -25,11 +25,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use rand::Rng;
 use tokio::time::Instant;
 
@@ -38,6 +34,7 @@ use crate::credentials::{Session, error_chain};
 use crate::metrics::Metrics;
 use crate::sigv4;
 use crate::tenants::Function;
+use crate::upstream;
 
 /// Lambda's ClientContext limit, in bytes of base64.
 pub const CLIENT_CONTEXT_MAX: usize = 3583;
@@ -94,8 +91,8 @@ pub struct Invoked {
 /// Where a region's Lambda API answers.
 #[derive(Debug, Clone)]
 struct Endpoint {
-    /// `scheme://authority` plus any base path, without a trailing slash.
-    base: String,
+    /// `scheme://authority`.
+    origin: String,
     /// The base path alone (usually empty), which the signature covers too.
     base_path: String,
     /// The `Host` header (and signed host).
@@ -108,11 +105,9 @@ pub enum InvokerError {
     Tls(std::io::Error),
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// Invokes functions in any region over one connection pool.
 pub struct Invoker {
-    http: HttpClient,
+    upstream: upstream::Pool,
     base: aws_config::SdkConfig,
     endpoint_override: Option<String>,
     endpoints: RwLock<HashMap<String, Result<Endpoint, String>>>,
@@ -123,23 +118,10 @@ pub struct Invoker {
 
 impl Invoker {
     pub fn new(base: aws_config::SdkConfig, metrics: Arc<Metrics>) -> Result<Self, InvokerError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(3)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
-            .map_err(InvokerError::Tls)?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(50))
-            .pool_max_idle_per_host(1024)
-            .build(https);
         Ok(Self {
             endpoint_override: endpoint_override(&base),
-            http,
+            upstream: upstream::Pool::new(Duration::from_secs(50), 1024)
+                .map_err(InvokerError::Tls)?,
             base,
             endpoints: Default::default(),
             sdk_clients: Default::default(),
@@ -175,9 +157,10 @@ impl Invoker {
             return Ok(target);
         }
         let endpoint = self.endpoint(&function.arn.region)?;
-        let target = Target::new(&endpoint, function, &self.metrics).map_err(|e| {
-            InvokeError::Unreachable(format!("no Invoke URL for {}: {e}", function.arn.region))
-        })?;
+        let target =
+            Target::new(&endpoint, function, &self.upstream, &self.metrics).map_err(|e| {
+                InvokeError::Unreachable(format!("no Invoke URL for {}: {e}", function.arn.region))
+            })?;
         Ok(function.target.get_or_init(|| target))
     }
 
@@ -214,9 +197,11 @@ impl Invoker {
                 context,
             )?;
             let started = Instant::now();
-            let result = self.http.request(request).await;
-            let outcome = match result {
-                Ok(response) => read_response(function, response).await,
+            let outcome = match target.upstream.send(request, MAX_RESPONSE_BYTES).await {
+                Ok((parts, body)) => read_response(function, parts, body),
+                Err(upstream::Failure::TooLarge(limit)) => Err(InvokeError::InvalidResponse(
+                    format!("larger than {limit} bytes"),
+                )),
                 Err(e) => Err(InvokeError::Unreachable(error_chain(&e))),
             };
             target.histogram.observe(started.elapsed().as_secs_f64());
@@ -329,7 +314,7 @@ fn resolve_endpoint(
     };
     let base_path = uri.path().trim_end_matches('/').to_owned();
     Ok(Endpoint {
-        base: format!("{scheme}://{authority}{base_path}"),
+        origin: format!("{scheme}://{authority}"),
         base_path,
         host: authority.as_str().to_owned(),
     })
@@ -344,6 +329,9 @@ static X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-securit
 /// Where a function's Invoke requests go, resolved once per function (on its first request):
 /// the request path does no endpoint lookup, URI parsing or metric label hashing.
 pub struct Target {
+    /// The connections to the endpoint.
+    upstream: Arc<upstream::Host>,
+    /// Origin-form: the endpoint's base path, the Invoke path, the query.
     uri: Uri,
     /// The path as the signature covers it: of the endpoint's base path (usually empty), then
     /// the Invoke path.
@@ -355,18 +343,24 @@ pub struct Target {
 }
 
 impl Target {
-    fn new(endpoint: &Endpoint, function: &Function, metrics: &Metrics) -> Result<Self, String> {
-        let mut uri = format!("{}{}", endpoint.base, function.invoke_path);
+    fn new(
+        endpoint: &Endpoint,
+        function: &Function,
+        pool: &upstream::Pool,
+        metrics: &Metrics,
+    ) -> Result<Self, String> {
+        let path = format!("{}{}", endpoint.base_path, function.invoke_path);
+        let mut uri = path.clone();
         if !function.invoke_query.is_empty() {
             uri.push('?');
             uri.push_str(&function.invoke_query);
         }
         Ok(Self {
+            upstream: pool
+                .host(&endpoint.origin)
+                .map_err(|e| format!("{}: {e}", endpoint.origin))?,
             uri: uri.parse().map_err(|e| format!("{uri}: {e}"))?,
-            canonical_path: sigv4::canonical_path(&format!(
-                "{}{}",
-                endpoint.base_path, function.invoke_path
-            )),
+            canonical_path: sigv4::canonical_path(&path),
             host: endpoint.host.clone(),
             host_header: HeaderValue::from_str(&endpoint.host)
                 .map_err(|e| format!("{}: {e}", endpoint.host))?,
@@ -460,24 +454,11 @@ fn signed_request(
 }
 
 /// Reads Lambda's answer: the payload, a function error, a throttle, or an API error.
-async fn read_response(
+fn read_response(
     function: &Function,
-    response: http::Response<hyper::body::Incoming>,
+    parts: http::response::Parts,
+    body: Bytes,
 ) -> Result<Invoked, InvokeError> {
-    let (parts, body) = response.into_parts();
-    let body = Limited::new(body, MAX_RESPONSE_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                InvokeError::InvalidResponse(format!("larger than {MAX_RESPONSE_BYTES} bytes"))
-            } else {
-                InvokeError::Unreachable(format!("the response could not be read: {e}"))
-            }
-        })?
-        .to_bytes();
     if parts.status.is_success()
         && let Some(tail) = parts
             .headers

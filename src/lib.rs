@@ -38,3 +38,4 @@ pub mod sigv4;
 pub mod telemetry;
 pub mod tenants;
 pub mod tls;
+pub mod upstream;
