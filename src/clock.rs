@@ -32,6 +32,24 @@ impl From<SystemTime> for Utc {
     }
 }
 
+impl Utc {
+    /// Writes year (4 digits), month, day, hour, minute and second (2 each) into `text` at the
+    /// six offsets `at`, leaving the separators between them as they are.
+    pub fn put_fields(&self, text: &mut [u8], at: [usize; 6]) {
+        let fields = [
+            (self.year, 4),
+            (self.month, 2),
+            (self.day, 2),
+            (self.hour, 2),
+            (self.minute, 2),
+            (self.second, 2),
+        ];
+        for ((value, width), start) in fields.into_iter().zip(at) {
+            put_digits(&mut text[start..start + width], value);
+        }
+    }
+}
+
 /// Writes the last `slot.len()` decimal digits of `value` into `slot`, zero-padded.
 pub fn put_digits(slot: &mut [u8], mut value: u64) {
     for place in slot.iter_mut().rev() {

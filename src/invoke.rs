@@ -626,7 +626,7 @@ pub fn client_context(headers: &HeaderMap, org_id: &str) -> Option<String> {
         json.push('"');
         push_canonical(&mut json, name);
         json.push_str("\":");
-        crate::json::push_string(&mut json, value);
+        crate::json::write_string(&mut json, value).expect("writing to a String cannot fail");
         if json.len() + 2 > MAX_JSON {
             json.truncate(mark);
             if first {

@@ -6,7 +6,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::clock::{Utc, put_digits};
+use crate::clock::Utc;
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
@@ -166,14 +166,8 @@ fn push_hex(out: &mut String, digest: &[u8; 32]) {
 
 /// `YYYYMMDDTHHMMSSZ` (UTC) for `time`; times before 1970 read as 1970.
 pub fn amz_date(time: std::time::SystemTime) -> String {
-    let utc = Utc::from(time);
     let mut text = *b"00000000T000000Z";
-    put_digits(&mut text[0..4], utc.year);
-    put_digits(&mut text[4..6], utc.month);
-    put_digits(&mut text[6..8], utc.day);
-    put_digits(&mut text[9..11], utc.hour);
-    put_digits(&mut text[11..13], utc.minute);
-    put_digits(&mut text[13..15], utc.second);
+    Utc::from(time).put_fields(&mut text, [0, 4, 6, 9, 11, 13]);
     String::from_utf8(text.to_vec()).expect("ASCII")
 }
 

@@ -217,7 +217,7 @@ where
         event.record(&mut fields);
         fields.result?;
         writer.write_str(",\"target\":")?;
-        write_json_str(&mut writer, meta.target())?;
+        crate::json::write_string(&mut writer, meta.target())?;
         writer.write_str("}\n")
     }
 }
@@ -229,21 +229,9 @@ fn write_timestamp(
 ) -> std::fmt::Result {
     let utc = Utc::from(time);
     let mut text = *b"0000-00-00T00:00:00.000000Z";
-    put_digits(&mut text[0..4], utc.year);
-    put_digits(&mut text[5..7], utc.month);
-    put_digits(&mut text[8..10], utc.day);
-    put_digits(&mut text[11..13], utc.hour);
-    put_digits(&mut text[14..16], utc.minute);
-    put_digits(&mut text[17..19], utc.second);
+    utc.put_fields(&mut text, [0, 5, 8, 11, 14, 17]);
     put_digits(&mut text[20..26], utc.micros);
     out.write_str(std::str::from_utf8(&text).expect("ASCII"))
-}
-
-/// Writes `value` as a JSON string, escaped as serde_json escapes it.
-fn write_json_str(out: &mut impl std::fmt::Write, value: &str) -> std::fmt::Result {
-    out.write_char('"')?;
-    crate::json::Escaper(out).write_str(value)?;
-    out.write_char('"')
 }
 
 /// Appends each field as `,"name":value`.
@@ -257,7 +245,7 @@ impl<W: std::fmt::Write> JsonFieldWriter<'_, W> {
         if self.result.is_ok() {
             self.result = (|| {
                 self.out.write_char(',')?;
-                write_json_str(self.out, field.name())?;
+                crate::json::write_string(self.out, field.name())?;
                 self.out.write_char(':')?;
                 value(self.out)
             })();
@@ -267,7 +255,7 @@ impl<W: std::fmt::Write> JsonFieldWriter<'_, W> {
 
 impl<W: std::fmt::Write> Visit for JsonFieldWriter<'_, W> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, |out| write_json_str(out, value));
+        self.field(field, |out| crate::json::write_string(out, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
