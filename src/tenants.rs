@@ -1,7 +1,6 @@
 //! The orgs the gateway serves, as the request path needs them: each org's allow-listed
 //! functions and its credential slot, built once per configuration.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,10 +14,23 @@ use crate::sigv4;
 pub struct Org {
     pub id: String,
     pub role_arn: String,
-    pub functions: HashMap<String, Function>,
+    /// In name order (the config's). A slice rather than a map: a map's spare buckets, each
+    /// the size of a `Function`, took ~2 KB per org (measured with 10,000 orgs).
+    pub functions: Box<[Function]>,
     pub credentials: Arc<Slot>,
     /// `max_concurrency`: permits for this org's requests in flight.
     pub limit: Option<Arc<Semaphore>>,
+}
+
+impl Org {
+    /// The allow-listed function callers name `name`.
+    pub fn function(&self, name: &str) -> Option<&Function> {
+        let at = self
+            .functions
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+            .ok()?;
+        Some(&self.functions[at])
+    }
 }
 
 pub struct Function {
@@ -58,8 +70,8 @@ pub fn build(config: &Config, cache: &CredentialCache) -> Vec<Org> {
                         invoke_query.push_str("Qualifier=");
                         sigv4::uri_encode(&mut invoke_query, q, false);
                     }
-                    let function = Function {
-                        name: name.clone(),
+                    Function {
+                        name: name.to_owned(),
                         unqualified_arn: arn.unqualified(),
                         qualifier,
                         arn,
@@ -69,8 +81,7 @@ pub fn build(config: &Config, cache: &CredentialCache) -> Vec<Org> {
                         invoke_path,
                         invoke_query,
                         target: OnceLock::new(),
-                    };
-                    (name.clone(), function)
+                    }
                 })
                 .collect();
             Org {
@@ -95,6 +106,51 @@ pub fn session_name(org_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::{AssumeFailure, AssumeRequest, AssumeRole, BoxFuture};
+    use aws_credential_types::Credentials;
+
+    /// Building orgs asks STS for nothing.
+    struct NoSts;
+
+    impl AssumeRole for NoSts {
+        fn assume_role<'a>(
+            &'a self,
+            _: &'a AssumeRequest,
+        ) -> BoxFuture<'a, Result<Credentials, AssumeFailure>> {
+            unreachable!("no AssumeRole while building orgs")
+        }
+    }
+
+    #[tokio::test]
+    async fn functions_are_found_by_name() {
+        let names = ["zeta", "alpha", "mid.v2", "Mid", "alpha-2"];
+        let mut text = String::from(
+            "[[orgs]]\nid = \"org-1\"\nrole_arn = \"arn:aws:iam::111122223333:role/r\"\n\
+             token_sha256 = \"0159438a9235d6abde38e49fb98944660d067d6b9b03d8a8f4ee4e522feb62cb\"\n\
+             [orgs.functions]\n",
+        );
+        for (i, name) in names.iter().enumerate() {
+            text.push_str(&format!(
+                "\"{name}\" = {{ arn = \"arn:aws:lambda:us-east-1:111122223333:function:f{i}\" }}\n"
+            ));
+        }
+        let config = Config::parse(&text).unwrap();
+        let metrics = crate::metrics::Metrics::new(&prometheus::Registry::new(), false).unwrap();
+        let cache = CredentialCache::new(
+            Arc::new(NoSts),
+            (&config.credentials).into(),
+            Arc::new(metrics),
+        );
+        let orgs = build(&config, &cache);
+        for (i, name) in names.iter().enumerate() {
+            let function = orgs[0].function(name).expect(name);
+            assert_eq!(function.name, *name);
+            assert_eq!(function.arn.name, format!("f{i}"));
+        }
+        for absent in ["", "a", "alpha-", "mid", "zz", "ZETA"] {
+            assert!(orgs[0].function(absent).is_none(), "{absent}");
+        }
+    }
 
     #[test]
     fn session_names_carry_the_org_and_fit_sts() {
