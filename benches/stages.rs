@@ -4,6 +4,7 @@
 //! `cargo bench --bench stages`.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
@@ -14,10 +15,13 @@ use aws_sigv4::sign::v4;
 use base64::Engine;
 use criterion::{Criterion, criterion_group, criterion_main};
 use genesys_lambda_gateway::auth::{Authenticator, hash_secret};
-use genesys_lambda_gateway::credentials::Session;
+use genesys_lambda_gateway::config::Config;
+use genesys_lambda_gateway::credentials::{
+    AssumeFailure, AssumeRequest, AssumeRole, BoxFuture, CredentialCache, Session,
+};
 use genesys_lambda_gateway::invoke::client_context;
 use genesys_lambda_gateway::metrics::Metrics;
-use genesys_lambda_gateway::sigv4;
+use genesys_lambda_gateway::{sigv4, tenants};
 use http::{HeaderMap, HeaderValue};
 
 const PATH: &str = "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aeu-west-1%3A111122223333%3Afunction%3Aecho/invocations";
@@ -52,11 +56,42 @@ fn auth(c: &mut Criterion) {
     });
 }
 
+/// Building orgs asks STS for nothing.
+struct NoSts;
+
+impl AssumeRole for NoSts {
+    fn assume_role<'a>(
+        &'a self,
+        _: &'a AssumeRequest,
+    ) -> BoxFuture<'a, Result<Credentials, AssumeFailure>> {
+        unreachable!("no AssumeRole while building orgs")
+    }
+}
+
+/// The org's function by name, as the request path finds it (an org with 50 functions).
 fn routing(c: &mut Criterion) {
-    let functions: std::collections::HashMap<String, u32> =
-        (0..50).map(|i| (format!("function-{i}"), i)).collect();
+    let mut text = String::from(
+        "[[orgs]]\nid = \"org-1\"\nrole_arn = \"arn:aws:iam::111122223333:role/r\"\n\
+         token_sha256 = \"0159438a9235d6abde38e49fb98944660d067d6b9b03d8a8f4ee4e522feb62cb\"\n\
+         [orgs.functions]\n",
+    );
+    for i in 0..50 {
+        text.push_str(&format!(
+            "function-{i} = {{ arn = \"arn:aws:lambda:eu-west-1:111122223333:function:f{i}\" }}\n"
+        ));
+    }
+    let config = Config::parse(&text).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let metrics = Metrics::new(&prometheus::Registry::new(), false).unwrap();
+    let cache = CredentialCache::new(
+        Arc::new(NoSts),
+        (&config.credentials).into(),
+        Arc::new(metrics),
+    );
+    let orgs = tenants::build(&config, &cache);
     c.bench_function("routing/function_lookup", |b| {
-        b.iter(|| functions.get(black_box("function-42")))
+        b.iter(|| orgs[0].function(black_box("function-42")).is_some())
     });
 }
 
