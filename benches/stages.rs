@@ -16,12 +16,10 @@ use base64::Engine;
 use criterion::{Criterion, criterion_group, criterion_main};
 use genesys_lambda_gateway::auth::{Authenticator, hash_secret};
 use genesys_lambda_gateway::config::Config;
-use genesys_lambda_gateway::credentials::{
-    AssumeFailure, AssumeRequest, AssumeRole, BoxFuture, CredentialCache, Session,
-};
+use genesys_lambda_gateway::credentials::{CredentialCache, Session};
 use genesys_lambda_gateway::invoke::client_context;
 use genesys_lambda_gateway::metrics::Metrics;
-use genesys_lambda_gateway::{sigv4, tenants};
+use genesys_lambda_gateway::{server, sigv4, tenants};
 use http::{HeaderMap, HeaderValue};
 
 const PATH: &str = "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aeu-west-1%3A111122223333%3Afunction%3Aecho/invocations";
@@ -56,18 +54,6 @@ fn auth(c: &mut Criterion) {
     });
 }
 
-/// Building orgs asks STS for nothing.
-struct NoSts;
-
-impl AssumeRole for NoSts {
-    fn assume_role<'a>(
-        &'a self,
-        _: &'a AssumeRequest,
-    ) -> BoxFuture<'a, Result<Credentials, AssumeFailure>> {
-        unreachable!("no AssumeRole while building orgs")
-    }
-}
-
 /// The org's function by name, as the request path finds it (an org with 50 functions).
 fn routing(c: &mut Criterion) {
     let mut text = String::from(
@@ -84,8 +70,12 @@ fn routing(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _entered = runtime.enter();
     let metrics = Metrics::new(&prometheus::Registry::new(), false).unwrap();
+    // Building orgs asks STS for nothing.
+    let sdk = aws_config::SdkConfig::builder()
+        .region(aws_config::Region::new("eu-west-1"))
+        .build();
     let cache = CredentialCache::new(
-        Arc::new(NoSts),
+        server::sts(&sdk),
         (&config.credentials).into(),
         Arc::new(metrics),
     );
