@@ -182,14 +182,6 @@ impl Functions {
             .map(|(name, function)| (name.as_str(), function))
     }
 
-    pub fn get(&self, name: &str) -> Option<&FunctionConfig> {
-        let at = self
-            .0
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
-            .ok()?;
-        Some(&self.0[at].1)
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -712,15 +704,13 @@ ev = { arn = "arn:aws:lambda:us-east-1:111122223333:function:f", invocation_type
         );
         let config = Config::parse(&text).unwrap();
         let functions = &config.orgs[0].functions;
+        let get = |name| functions.iter().find(|(n, _)| *n == name).map(|(_, f)| f);
+        assert_eq!(get("ev").unwrap().invocation_type, InvocationType::Event);
         assert_eq!(
-            functions.get("ev").unwrap().invocation_type,
-            InvocationType::Event
-        );
-        assert_eq!(
-            functions.get("rr").unwrap().invocation_type,
+            get("rr").unwrap().invocation_type,
             InvocationType::RequestResponse
         );
-        assert!(functions.get("e").is_none() && functions.get("zz").is_none());
+        assert!(get("e").is_none() && get("zz").is_none());
         let names: Vec<&str> = functions.iter().map(|(name, _)| name).collect();
         assert_eq!(names, ["ev", "rr"], "in name order");
         let bad = minimal(
