@@ -40,7 +40,11 @@ pub fn parse_hash(hex_digits: &str) -> Option<SecretHash> {
 
 /// The credential a request presented, before it is checked.
 enum Presented<'a> {
-    Basic { org: String, secret: Vec<u8> },
+    /// The decoded `org:secret`, the org lower-cased (org IDs match in any case).
+    Basic {
+        decoded: Vec<u8>,
+        colon: usize,
+    },
     Bearer(&'a [u8]),
 }
 
@@ -63,13 +67,12 @@ fn presented(value: &[u8]) -> Result<Presented<'_>, AuthError> {
             .position(|&b| b == b':')
             .ok_or(AuthError::Malformed)?;
         // The secret may be any bytes; the org ID must be text.
-        let secret = decoded.split_off(colon + 1);
-        decoded.truncate(colon);
-        let org = String::from_utf8(decoded).map_err(|_| AuthError::Malformed)?;
-        if org.is_empty() || secret.is_empty() {
+        let (org, secret) = decoded.split_at_mut(colon);
+        if org.is_empty() || secret.len() < 2 || std::str::from_utf8(org).is_err() {
             return Err(AuthError::Malformed);
         }
-        Ok(Presented::Basic { org, secret })
+        org.make_ascii_lowercase();
+        Ok(Presented::Basic { decoded, colon })
     } else if scheme.eq_ignore_ascii_case(b"bearer") {
         Ok(Presented::Bearer(token))
     } else {
@@ -107,12 +110,13 @@ impl Authenticator {
             return Err(AuthError::Duplicate);
         }
         match presented(value.as_bytes())? {
-            Presented::Basic { org, secret } => {
+            Presented::Basic { decoded, colon } => {
+                let (org, secret) = (&decoded[..colon], &decoded[colon + 1..]);
                 // Hash before the lookup so an unknown org costs the same as a wrong secret.
-                let hash = hash_secret(&secret);
-                let (index, hashes) = self
-                    .by_org
-                    .get(&org.to_ascii_lowercase())
+                let hash = hash_secret(secret);
+                let (index, hashes) = std::str::from_utf8(org)
+                    .ok()
+                    .and_then(|org| self.by_org.get(org))
                     .ok_or(AuthError::Rejected)?;
                 let matched = hashes
                     .iter()

@@ -2,19 +2,15 @@
 //! one org, resolve the function in its allow-list, read the JSON body, get the org's
 //! credentials, invoke, answer. Every failure becomes a JSON error from `error`.
 
-use std::net::IpAddr;
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use axum::body::Body;
-use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -22,7 +18,7 @@ use crate::auth::AuthError;
 use crate::error::RequestError;
 use crate::guard;
 use crate::invoke::{self, Invoked};
-use crate::server::{Gateway, Peer, Tenancy};
+use crate::server::{Gateway, Tenancy};
 use crate::tenants::{Function, Org};
 
 pub const ORG_HEADER: &str = "inin-organization-id";
@@ -50,50 +46,33 @@ impl PublicService {
         }
     }
 
-    async fn serve(self, request: Request) -> Response {
+    /// Answers one request from `peer`.
+    pub async fn serve(self, peer: SocketAddr, request: Request<Incoming>) -> Response {
         // Refused at once rather than queued: a queued data action only times out later.
         let Ok(_slot) = self.inflight.try_acquire() else {
             return RequestError::Overloaded.into_response_with_id("");
         };
         match invoke_name(request.uri().path()) {
-            None => error_response(RequestError::NotFound, &request_id(request.headers())),
+            None => error_response(RequestError::NotFound, &RequestId::of(request.headers())),
             Some(_) if request.method() != Method::POST => {
                 let mut response = error_response(
                     RequestError::MethodNotAllowed,
-                    &request_id(request.headers()),
+                    &RequestId::of(request.headers()),
                 );
                 response
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
                 response
             }
-            Some(name) => invoke(self.gateway, name, request).await,
+            Some(_) => invoke(self.gateway, peer.ip(), request).await,
         }
     }
 }
 
-impl<B> tower::Service<http::Request<B>> for PublicService
-where
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<tower::BoxError>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let service = self.clone();
-        Box::pin(async move { Ok(service.serve(request.map(Body::new)).await) })
-    }
-}
-
 /// The `{name}` of `/v1/functions/{name}/invoke` (one non-empty segment), percent-decoded;
-/// `Some(None)` when the path has that shape but the decoded name is not UTF-8.
-fn invoke_name(path: &str) -> Option<Option<String>> {
+/// `Some(None)` when the path has that shape but the decoded name is not UTF-8. Borrowed from
+/// the path unless it had to be decoded.
+fn invoke_name(path: &str) -> Option<Option<Cow<'_, str>>> {
     let name = path
         .strip_prefix("/v1/functions/")?
         .strip_suffix("/invoke")?;
@@ -103,8 +82,7 @@ fn invoke_name(path: &str) -> Option<Option<String>> {
     Some(
         percent_encoding::percent_decode_str(name)
             .decode_utf8()
-            .ok()
-            .map(|name| name.into_owned()),
+            .ok(),
     )
 }
 
@@ -115,15 +93,16 @@ struct Resolved<'a> {
     function: Option<&'a Function>,
 }
 
-async fn invoke(gateway: Arc<Gateway>, name: Option<String>, request: Request) -> Response {
+/// Runs an invoke request (its path is the invoke path: see `invoke_name`).
+async fn invoke(gateway: Arc<Gateway>, peer: IpAddr, request: Request<Incoming>) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let request_id = request_id(&parts.headers);
+    let name = invoke_name(parts.uri.path()).flatten();
+    let request_id = RequestId::of(&parts.headers);
     let metrics = &gateway.metrics;
     // The configuration this request runs on to its end, even if a reload swaps it meanwhile.
     let tenancy = gateway.tenancy();
     let mut resolved = Resolved::default();
-    let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
     let result = handle(
         &gateway,
         &tenancy,
@@ -148,9 +127,12 @@ async fn invoke(gateway: Arc<Gateway>, name: Option<String>, request: Request) -
         Ok(invoked) => {
             let status = if invoked.accepted { 202 } else { 200 };
             tracing::info!(
-                org, function, code = "ok", status,
+                org,
+                function,
+                code = "ok",
+                status,
                 duration_ms = elapsed.as_millis() as u64,
-                request_id = %request_id,
+                request_id = request_id.as_str(),
                 lambda_request_id = invoked.lambda_request_id.as_deref().unwrap_or(""),
                 correlation_id,
                 "request"
@@ -164,14 +146,14 @@ async fn invoke(gateway: Arc<Gateway>, name: Option<String>, request: Request) -
                 tracing::warn!(
                     org, function, code = parts.code, status = parts.status.as_u16(),
                     duration_ms = elapsed.as_millis() as u64,
-                    request_id = %request_id, correlation_id, error = %error,
+                    request_id = request_id.as_str(), correlation_id, error = %error,
                     "request failed"
                 );
             } else {
                 tracing::info!(
                     org, function, code = parts.code, status = parts.status.as_u16(),
                     duration_ms = elapsed.as_millis() as u64,
-                    request_id = %request_id, correlation_id, error = %error,
+                    request_id = request_id.as_str(), correlation_id, error = %error,
                     "request refused"
                 );
             }
@@ -192,29 +174,29 @@ async fn invoke(gateway: Arc<Gateway>, name: Option<String>, request: Request) -
 async fn handle<'a>(
     gateway: &Gateway,
     tenancy: &'a Tenancy,
-    peer: Option<IpAddr>,
+    peer: IpAddr,
     resolved: &mut Resolved<'a>,
     name: Option<&str>,
     headers: &HeaderMap,
-    body: Body,
+    body: Incoming,
     started: Instant,
 ) -> Result<Invoked, RequestError> {
     // The brute-force guard: a peer that keeps failing for one org is refused for a while.
     // The claimed org is worked out only when the guard is refusing someone, or on a failure.
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    if let Some(ip) = peer
-        && gateway.guard.refusing()
-    {
+    if gateway.guard.refusing() {
         gateway
             .guard
-            .check(ip, &guard::claimed_org(authorization))
+            .check(peer, &guard::claimed_org(authorization))
             .map_err(RequestError::TooManyAuthFailures)?;
     }
     let index = match tenancy.auth.authenticate(headers) {
         Ok(index) => index,
         Err(e) => {
-            if let (Some(ip), false) = (peer, e == AuthError::Missing) {
-                gateway.guard.failed(ip, &guard::claimed_org(authorization));
+            if e != AuthError::Missing {
+                gateway
+                    .guard
+                    .failed(peer, &guard::claimed_org(authorization));
             }
             return Err(RequestError::Unauthorized(e));
         }
@@ -271,7 +253,11 @@ async fn handle<'a>(
         .unwrap_or(Err(RequestError::Timeout(function.timeout)))
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, RequestError> {
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, RequestError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let bytes = Limited::new(body, limit)
         .collect()
         .await
@@ -332,36 +318,48 @@ fn is_json(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value.split(';').next().unwrap_or("").trim().as_bytes();
+    let (prefix, suffix) = (b"application/".as_slice(), b"+json".as_slice());
+    essence.eq_ignore_ascii_case(b"application/json")
+        || (essence.len() >= prefix.len() + suffix.len()
+            && essence[..prefix.len()].eq_ignore_ascii_case(prefix)
+            && essence[essence.len() - suffix.len()..].eq_ignore_ascii_case(suffix))
 }
 
-/// The caller's `x-request-id` when it is a sane token, else a fresh UUID.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
+/// A request's ID: the caller's `x-request-id` when it is a sane token, else a fresh UUID.
+/// Kept as the header value it is sent back as, so a caller's is shared rather than copied.
+struct RequestId(HeaderValue);
+
+impl RequestId {
+    fn of(headers: &HeaderMap) -> Self {
+        let sane = |v: &&HeaderValue| {
             (1..=128).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+                && v.as_bytes()
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
+        };
+        match headers.get(&REQUEST_ID).filter(sane) {
+            Some(value) => Self(value.clone()),
+            None => {
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+                Self(HeaderValue::from_str(text).expect("a UUID is a valid header value"))
+            }
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII letters, digits and a few marks get in (see `of`).
+        self.0.to_str().unwrap_or_default()
+    }
 }
 
-fn success_response(invoked: Invoked, request_id: &str) -> Response {
+fn success_response(invoked: Invoked, request_id: &RequestId) -> Response {
     let (status, body) = if invoked.accepted {
         // An Event invocation: Lambda queued it; its request ID is how to find it later.
         let body = serde_json::json!({
             "status": "accepted",
-            "request_id": request_id,
+            "request_id": request_id.as_str(),
             "lambda_request_id": invoked.lambda_request_id,
         });
         (StatusCode::ACCEPTED, Bytes::from(body.to_string()))
@@ -378,16 +376,18 @@ fn success_response(invoked: Invoked, request_id: &str) -> Response {
     )
         .into_response();
     let headers = response.headers_mut();
-    insert_id(headers, &REQUEST_ID, request_id);
+    headers.insert(REQUEST_ID.clone(), request_id.0.clone());
     if let Some(id) = &invoked.lambda_request_id {
         insert_id(headers, &LAMBDA_REQUEST_ID, id);
     }
     response
 }
 
-fn error_response(error: RequestError, request_id: &str) -> Response {
-    let mut response = error.into_response_with_id(request_id);
-    insert_id(response.headers_mut(), &REQUEST_ID, request_id);
+fn error_response(error: RequestError, request_id: &RequestId) -> Response {
+    let mut response = error.into_response_with_id(request_id.as_str());
+    response
+        .headers_mut()
+        .insert(REQUEST_ID.clone(), request_id.0.clone());
     response
 }
 
@@ -400,6 +400,7 @@ fn insert_id(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -455,19 +456,25 @@ mod tests {
             "application/vnd.genesys+json"
         )])));
         assert!(!is_json(&headers(&[("content-type", "text/plain")])));
+        assert!(is_json(&headers(&[(
+            "content-type",
+            " APPLICATION/Problem+JSON ;q=1"
+        )])));
         assert!(!is_json(&headers(&[("content-type", "application/jsonp")])));
+        assert!(!is_json(&headers(&[("content-type", "text/x+json")])));
+        assert!(!is_json(&headers(&[("content-type", "application+json")])));
         assert!(!is_json(&HeaderMap::new()));
     }
 
     #[test]
     fn request_ids_are_propagated_when_sane() {
-        assert_eq!(
-            request_id(&headers(&[("x-request-id", "abc-123")])),
-            "abc-123"
-        );
-        let generated = request_id(&headers(&[("x-request-id", "has spaces")]));
+        let id = |pairs: &[(&str, &str)]| RequestId::of(&headers(pairs)).as_str().to_owned();
+        assert_eq!(id(&[("x-request-id", "abc-123")]), "abc-123");
+        let generated = id(&[("x-request-id", "has spaces")]);
+        assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
         assert_eq!(generated.len(), 36);
-        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+        assert_ne!(id(&[]), id(&[]));
+        assert_eq!(id(&[("x-request-id", &"a".repeat(129))]).len(), 36);
     }
 
     #[tokio::test]

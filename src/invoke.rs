@@ -171,18 +171,14 @@ impl Invoker {
         function: &Function,
         session: &Session,
         payload: Bytes,
-        client_context: Option<String>,
+        client_context: Option<HeaderValue>,
         deadline: Instant,
     ) -> Result<Invoked, InvokeError> {
         let target = self.target(function)?;
-        let context_header = client_context
-            .as_deref()
-            .map(HeaderValue::from_str)
-            .transpose()
-            .map_err(|e| {
-                InvokeError::Unreachable(format!("the request could not be built: {e}"))
-            })?;
-        let context = client_context.as_deref().zip(context_header.as_ref());
+        // Base64, so always text.
+        let context = client_context
+            .as_ref()
+            .and_then(|value| Some((value.to_str().ok()?, value)));
         // Hashed once for every attempt; the signature covers it.
         let payload_sha256 = sigv4::sha256_hex(&payload);
         let mut attempt = 0u32;
@@ -595,20 +591,31 @@ fn lambda_failure(err: SdkError<SdkInvokeError>) -> InvokeError {
 /// The Genesys context for the function, as Genesys Functions pass it: a ClientContext whose
 /// `custom` map holds the request's `ININ-*` headers. `ININ-Organization-Id` is always the
 /// authenticated org. Headers that would push it past Lambda's limit are left out, never failed.
-pub fn client_context(headers: &HeaderMap, org_id: &str) -> Option<String> {
+pub fn client_context(headers: &HeaderMap, org_id: &str) -> Option<HeaderValue> {
     // The longest JSON whose base64 fits Lambda's limit.
     const MAX_JSON: usize = CLIENT_CONTEXT_MAX / 4 * 3;
-    // Well-known headers first, so they are the last to be left out for size.
-    let mut names: Vec<&str> = headers
+    // Passed first, in this order, so they are the last to be left out for size.
+    const WELL_KNOWN: [&str; 3] = [
+        "inin-correlation-id",
+        "inin-user-id",
+        "inin-home-organization-id",
+    ];
+    // Any other ININ-* header after them, by name. Most requests carry none (and then nothing
+    // is allocated here).
+    let mut others: Vec<&str> = headers
         .keys()
-        .map(|name| name.as_str())
-        .filter(|name| name.starts_with("inin-") && *name != "inin-organization-id")
+        .map(HeaderName::as_str)
+        .filter(|name| {
+            name.starts_with("inin-")
+                && *name != "inin-organization-id"
+                && !WELL_KNOWN.contains(name)
+        })
         .collect();
-    names.sort_by_key(|name| (priority(name), *name));
+    others.sort_unstable();
     let mut json = String::with_capacity(256);
     json.push_str("{\"custom\":{");
     let org = std::iter::once(("inin-organization-id", org_id));
-    let others = names.into_iter().filter_map(|name| {
+    let passed = WELL_KNOWN.into_iter().chain(others).filter_map(|name| {
         // A header repeated or not valid text is not passed on: which value is right is unknown.
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
@@ -617,7 +624,7 @@ pub fn client_context(headers: &HeaderMap, org_id: &str) -> Option<String> {
         }
     });
     let mut first = true;
-    for (name, value) in org.chain(others) {
+    for (name, value) in org.chain(passed) {
         // Written in place; taken back out if it does not fit.
         let mark = json.len();
         if !first {
@@ -638,16 +645,11 @@ pub fn client_context(headers: &HeaderMap, org_id: &str) -> Option<String> {
         first = false;
     }
     json.push_str("}}");
-    Some(STANDARD.encode(json))
-}
-
-fn priority(name: &str) -> u8 {
-    match name {
-        "inin-correlation-id" => 0,
-        "inin-user-id" => 1,
-        "inin-home-organization-id" => 2,
-        _ => 3,
-    }
+    // Sized exactly, so the header value takes the bytes over without a copy.
+    let mut encoded = vec![0; base64::encoded_len(json.len(), true)?];
+    let written = STANDARD.encode_slice(&json, &mut encoded).ok()?;
+    debug_assert_eq!(written, encoded.len());
+    HeaderValue::from_maybe_shared(Bytes::from(encoded)).ok()
 }
 
 /// Appends `inin-correlation-id` as `ININ-Correlation-Id`, the spelling Genesys uses. Header
@@ -672,8 +674,8 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn decode(context: &str) -> serde_json::Value {
-        serde_json::from_slice(&STANDARD.decode(context).unwrap()).unwrap()
+    fn decode(context: &HeaderValue) -> serde_json::Value {
+        serde_json::from_slice(&STANDARD.decode(context.as_bytes()).unwrap()).unwrap()
     }
 
     #[test]
@@ -705,11 +707,15 @@ mod tests {
         headers.insert("inin-user-id", HeaderValue::from_static("user-1"));
         headers.insert("inin-correlation-id", HeaderValue::from_static("corr-1"));
         headers.insert("inin-alpha", HeaderValue::from_static("a"));
+        headers.insert(
+            "inin-home-organization-id",
+            HeaderValue::from_static("home-1"),
+        );
         let context = client_context(&headers, "org-1").unwrap();
-        let text = String::from_utf8(STANDARD.decode(context).unwrap()).unwrap();
+        let text = String::from_utf8(STANDARD.decode(context.as_bytes()).unwrap()).unwrap();
         assert_eq!(
             text,
-            r#"{"custom":{"ININ-Organization-Id":"org-1","ININ-Correlation-Id":"corr-1","ININ-User-Id":"user-1","ININ-Alpha":"a","ININ-Zeta":"say \"hi\" \\ \t end"}}"#
+            r#"{"custom":{"ININ-Organization-Id":"org-1","ININ-Correlation-Id":"corr-1","ININ-User-Id":"user-1","ININ-Home-Organization-Id":"home-1","ININ-Alpha":"a","ININ-Zeta":"say \"hi\" \\ \t end"}}"#
         );
     }
 

@@ -136,37 +136,38 @@ impl Metrics {
     }
 
     /// Label values, with the org first when the org label is on.
-    fn labels<'a>(&self, org: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
-        let mut values = Vec::with_capacity(rest.len() + 1);
-        if self.org_label {
-            values.push(org);
+    fn labels<'a>(&self, org: &'a str, rest: &[&'a str]) -> Labels<'a> {
+        let mut values = [org, "", "", ""];
+        values[1..=rest.len()].copy_from_slice(rest);
+        Labels {
+            values,
+            start: usize::from(!self.org_label),
+            end: rest.len() + 1,
         }
-        values.extend_from_slice(rest);
-        values
     }
 
     pub fn request(&self, org: &str, function: &str, code: &str) {
         self.requests
-            .with_label_values(&self.labels(org, &[function, code]))
+            .with_label_values(&self.labels(org, &[function, code])[..])
             .inc();
     }
 
     pub fn request_duration(&self, org: &str, function: &str, seconds: f64) {
         self.request_duration
-            .with_label_values(&self.labels(org, &[function]))
+            .with_label_values(&self.labels(org, &[function])[..])
             .observe(seconds);
     }
 
     pub fn lambda_error(&self, org: &str, function: &str, kind: &str) {
         self.lambda_errors
-            .with_label_values(&self.labels(org, &[function, kind]))
+            .with_label_values(&self.labels(org, &[function, kind])[..])
             .inc();
     }
 
     /// Counts a request of `org` in flight until the guard is dropped, however the request ends
     /// (including a client that disconnects and so cancels it).
     pub fn inflight(&self, org: &str) -> InflightGuard {
-        let gauge = self.inflight.with_label_values(&self.labels(org, &[]));
+        let gauge = self.inflight.with_label_values(&self.labels(org, &[])[..]);
         gauge.inc();
         InflightGuard(gauge)
     }
@@ -177,6 +178,21 @@ impl Metrics {
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// A metric's label values, kept on the stack: the org and up to three more.
+struct Labels<'a> {
+    values: [&'a str; 4],
+    start: usize,
+    end: usize,
+}
+
+impl<'a> std::ops::Deref for Labels<'a> {
+    type Target = [&'a str];
+
+    fn deref(&self) -> &[&'a str] {
+        &self.values[self.start..self.end]
     }
 }
 

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,11 +13,11 @@ use arc_swap::ArcSwap;
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use axum::response::Response;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::util::BoxCloneSyncService;
+use tower::ServiceExt;
 
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
@@ -328,7 +329,7 @@ pub async fn run(
     let admin = admin::router(gateway.clone(), ready.clone());
     let admin = tokio::spawn(serve(
         admin_listener,
-        BoxCloneSyncService::new(admin),
+        App::Admin(admin),
         Limits {
             max_connections: 64,
             ..limits
@@ -337,7 +338,7 @@ pub async fn run(
         admin_stop_rx,
     ));
     let tls = gateway.tls.clone();
-    let app = BoxCloneSyncService::new(public_service(gateway));
+    let app = App::Public(public_service(gateway));
     let public = serve(public, app, limits, tls, stop_rx);
     let drain = async {
         shutdown.await;
@@ -356,10 +357,6 @@ pub async fn run(
     admin.abort();
     Ok(())
 }
-
-/// The peer address of a request's connection, in its extensions.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::SocketAddr);
 
 /// Per-listener connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -431,8 +428,49 @@ async fn serve(
     let _ = slots.acquire_many(all).await;
 }
 
-/// What a listener serves: the public service or the admin router, behind one type.
-pub type App = BoxCloneSyncService<http::Request<hyper::body::Incoming>, Response, Infallible>;
+/// What a listener serves: the public invoke endpoint, or the admin router.
+#[derive(Clone)]
+pub enum App {
+    Public(ingress::PublicService),
+    Admin(axum::Router),
+}
+
+/// A connection's requests, each handed to the listener's app and counted in the connection's
+/// activity while in flight. Called directly by hyper: no per-request clone of a boxed service,
+/// and one boxed future per request.
+struct ConnectionService {
+    app: App,
+    peer: std::net::SocketAddr,
+    activity: Arc<Activity>,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        let busy = self.activity.begin();
+        match &self.app {
+            App::Public(public) => {
+                let (public, peer) = (public.clone(), self.peer);
+                Box::pin(async move {
+                    let response = public.serve(peer, request).await;
+                    drop(busy);
+                    Ok(response)
+                })
+            }
+            App::Admin(router) => {
+                let response = router.clone().oneshot(request);
+                Box::pin(async move {
+                    let response = response.await;
+                    drop(busy);
+                    response
+                })
+            }
+        }
+    }
+}
 
 /// One accepted connection and what serving it needs.
 struct Connection {
@@ -451,19 +489,12 @@ impl Connection {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::default());
-        let (peer, app, tracker) = (self.peer, self.app, activity.clone());
-        let service = TowerToHyperService::new(tower::service_fn(
-            move |mut request: http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(Peer(peer));
-                let busy = tracker.begin();
-                let response = tower::Service::call(&mut app.clone(), request);
-                async move {
-                    let response = response.await;
-                    drop(busy);
-                    response
-                }
-            },
-        ));
+        let peer = self.peer;
+        let service = ConnectionService {
+            app: self.app,
+            peer,
+            activity: activity.clone(),
+        };
         let io = TokioIo::new(Watched::new(stream, activity.clone()));
         let connection = self.builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(connection);

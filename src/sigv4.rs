@@ -86,74 +86,108 @@ pub fn canonical_path(path: &str) -> String {
     out
 }
 
+/// The most headers a [`Signable`] may list beside `host` and `x-amz-date`.
+pub const MAX_HEADERS: usize = 6;
+
 /// The `Authorization` header value for `request`, signed with `key` (from [`signing_key`]).
+///
+/// The canonical request and the string to sign are fed straight into their hashes rather than
+/// built first; the one allocation is the header itself, sized exactly so that a `HeaderValue`
+/// takes it over without a copy. Panics if `request` lists more than [`MAX_HEADERS`] headers.
 pub fn authorization(
     access_key_id: &str,
     key: &[u8; 32],
     scope: &Scope<'_>,
     request: &Signable<'_>,
 ) -> String {
-    let mut canonical = String::with_capacity(512);
-    canonical.push_str(request.method);
-    canonical.push('\n');
-    canonical.push_str(request.canonical_path);
-    canonical.push('\n');
-    canonical.push_str(request.query);
-    canonical.push('\n');
-    // Canonical headers are sorted by name; the caller's are, host and x-amz-date go in place.
-    let mut all: Vec<(&str, &str)> = Vec::with_capacity(request.headers.len() + 2);
-    all.push(("host", request.host));
-    all.push(("x-amz-date", scope.amz_date));
-    all.extend_from_slice(request.headers);
+    // Canonical headers are sorted by name; host and x-amz-date go among the caller's.
+    let mut all = [("", ""); MAX_HEADERS + 2];
+    let count = request.headers.len() + 2;
+    all[0] = ("host", request.host);
+    all[1] = ("x-amz-date", scope.amz_date);
+    all[2..count].copy_from_slice(request.headers);
+    let all = &mut all[..count];
     all.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut signed_headers = String::with_capacity(128);
-    for (name, value) in all {
-        canonical.push_str(name);
-        canonical.push(':');
-        canonical.push_str(value.trim());
-        canonical.push('\n');
-        if !signed_headers.is_empty() {
-            signed_headers.push(';');
-        }
-        signed_headers.push_str(name);
-    }
-    canonical.push('\n');
-    canonical.push_str(&signed_headers);
-    canonical.push('\n');
-    canonical.push_str(request.payload_sha256);
 
-    // Built by appending, not `format!`: this runs for every request.
-    let push_credential_scope = |out: &mut String| {
-        for part in [scope.date(), scope.region, scope.service, "aws4_request"] {
-            out.push_str(part);
-            out.push('/');
-        }
-        out.pop();
-    };
-    let mut string_to_sign = String::with_capacity(160);
-    string_to_sign.push_str(ALGORITHM);
-    string_to_sign.push('\n');
-    string_to_sign.push_str(scope.amz_date);
-    string_to_sign.push('\n');
-    push_credential_scope(&mut string_to_sign);
-    string_to_sign.push('\n');
-    push_hex(
-        &mut string_to_sign,
-        &Sha256::digest(canonical.as_bytes()).into(),
+    let credential_scope = [
+        scope.date(),
+        "/",
+        scope.region,
+        "/",
+        scope.service,
+        "/aws4_request",
+    ];
+    let signed_len = all.iter().map(|(name, _)| name.len() + 1).sum::<usize>() - 1;
+    let mut header = String::with_capacity(
+        ALGORITHM.len()
+            + " Credential=".len()
+            + access_key_id.len()
+            + "/".len()
+            + credential_scope
+                .iter()
+                .map(|part| part.len())
+                .sum::<usize>()
+            + ", SignedHeaders=".len()
+            + signed_len
+            + ", Signature=".len()
+            + 64,
     );
-    let signature = hmac(key, string_to_sign.as_bytes());
-
-    let mut header =
-        String::with_capacity(ALGORITHM.len() + access_key_id.len() + signed_headers.len() + 160);
     header.push_str(ALGORITHM);
     header.push_str(" Credential=");
     header.push_str(access_key_id);
     header.push('/');
-    push_credential_scope(&mut header);
+    credential_scope
+        .iter()
+        .for_each(|part| header.push_str(part));
     header.push_str(", SignedHeaders=");
-    header.push_str(&signed_headers);
+    let signed_start = header.len();
+    for (i, (name, _)) in all.iter().enumerate() {
+        if i > 0 {
+            header.push(';');
+        }
+        header.push_str(name);
+    }
+    let signed_headers = signed_start..header.len();
+
+    let mut canonical = Sha256::new();
+    for part in [
+        request.method,
+        "\n",
+        request.canonical_path,
+        "\n",
+        request.query,
+        "\n",
+    ] {
+        canonical.update(part);
+    }
+    for (name, value) in all.iter() {
+        for part in [*name, ":", value.trim(), "\n"] {
+            canonical.update(part);
+        }
+    }
+    canonical.update("\n");
+    canonical.update(&header[signed_headers]);
+    canonical.update("\n");
+    canonical.update(request.payload_sha256);
+    let mut canonical_hex = [0u8; 64];
+    hex::encode_to_slice(canonical.finalize(), &mut canonical_hex)
+        .expect("buffer sized for the digest");
+
+    let mut string_to_sign =
+        Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    for part in [ALGORITHM, "\n", scope.amz_date, "\n"] {
+        string_to_sign.update(part.as_bytes());
+    }
+    credential_scope
+        .iter()
+        .for_each(|part| string_to_sign.update(part.as_bytes()));
+    string_to_sign.update(b"\n");
+    string_to_sign.update(&canonical_hex);
+    let signature: [u8; 32] = string_to_sign.finalize().into_bytes().into();
+
     header.push_str(", Signature=");
     push_hex(&mut header, &signature);
+    debug_assert_eq!(header.len(), header.capacity());
     header
 }
 

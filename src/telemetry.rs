@@ -244,9 +244,20 @@ impl<W: std::fmt::Write> JsonFieldWriter<'_, W> {
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut W) -> std::fmt::Result) {
         if self.result.is_ok() {
             self.result = (|| {
-                self.out.write_char(',')?;
-                crate::json::write_string(self.out, field.name())?;
-                self.out.write_char(':')?;
+                let name = field.name();
+                // Field names are identifiers, which need no escape; any other name gets one.
+                if name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+                {
+                    self.out.write_str(",\"")?;
+                    self.out.write_str(name)?;
+                    self.out.write_str("\":")?;
+                } else {
+                    self.out.write_char(',')?;
+                    crate::json::write_string(self.out, name)?;
+                    self.out.write_char(':')?;
+                }
                 value(self.out)
             })();
         }

@@ -114,7 +114,7 @@ struct Conn {
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -136,12 +136,15 @@ impl Host {
         limit: usize,
     ) -> Result<(Parts, Bytes), Failure> {
         loop {
+            // Boxed, as is the rare connect's future: a connection is ~1.8 KB, and every
+            // future that holds one (up to the request's own) would be that much larger, and
+            // copied whole each time it is moved.
             let (mut conn, reused) = match self.checkout() {
                 Some(conn) => (conn, true),
-                None => (self.connect().await?, false),
+                None => (Box::pin(self.connect()).await?, false),
             };
             let mut open = true;
-            let Conn { sender, connection } = &mut conn;
+            let Conn { sender, connection } = &mut *conn;
             // Err: the request failed, maybe given back unwritten. Ok(Err): the response failed.
             type Outcome =
                 Result<Result<(Parts, Bytes), Failure>, TrySendError<Request<Full<Bytes>>>>;
@@ -174,7 +177,7 @@ impl Host {
     }
 
     /// The most recently used idle connection that is still open.
-    fn checkout(&self) -> Option<Conn> {
+    fn checkout(&self) -> Option<Box<Conn>> {
         loop {
             let Idle { mut conn, since } = self.idle.lock().expect("idle lock").pop()?;
             if since.elapsed() >= self.idle_timeout {
@@ -188,7 +191,7 @@ impl Host {
         }
     }
 
-    fn checkin(&self, conn: Conn) {
+    fn checkin(&self, conn: Box<Conn>) {
         let mut idle = self.idle.lock().expect("idle lock");
         if idle.len() < self.max_idle {
             idle.push(Idle {
@@ -198,7 +201,7 @@ impl Host {
         }
     }
 
-    async fn connect(&self) -> Result<Conn, Failure> {
+    async fn connect(&self) -> Result<Box<Conn>, Failure> {
         let connect_failure = |e| Failure::Connect(self.origin.to_string(), e);
         let io = self
             .connector
@@ -207,7 +210,7 @@ impl Host {
             .await
             .map_err(connect_failure)?;
         let (sender, connection) = http1::Builder::new().handshake(io).await?;
-        Ok(Conn { sender, connection })
+        Ok(Box::new(Conn { sender, connection }))
     }
 
     /// Drops idle connections past the idle timeout or closed by the server.
