@@ -82,8 +82,9 @@ fn presented(value: &[u8]) -> Result<Presented<'_>, AuthError> {
 
 /// Maps presented credentials to one org. Built once per config.
 pub struct Authenticator {
-    /// Lower-cased org ID → (org index, its secret hashes).
-    by_org: HashMap<String, (usize, Vec<SecretHash>)>,
+    /// Lower-cased org ID, as bytes (a presented one is checked as text once, in `presented`)
+    /// → (org index, its secret hashes).
+    by_org: HashMap<Box<[u8]>, (usize, Vec<SecretHash>)>,
     /// Secret hash → org index, for Bearer secrets (config guarantees each hash names one org).
     by_hash: HashMap<SecretHash, usize>,
 }
@@ -97,7 +98,7 @@ impl Authenticator {
             for hash in &hashes {
                 by_hash.insert(*hash, index);
             }
-            by_org.insert(id.to_ascii_lowercase(), (index, hashes));
+            by_org.insert(id.to_ascii_lowercase().into_bytes().into(), (index, hashes));
         }
         Self { by_org, by_hash }
     }
@@ -114,10 +115,7 @@ impl Authenticator {
                 let (org, secret) = (&decoded[..colon], &decoded[colon + 1..]);
                 // Hash before the lookup so an unknown org costs the same as a wrong secret.
                 let hash = hash_secret(secret);
-                let (index, hashes) = std::str::from_utf8(org)
-                    .ok()
-                    .and_then(|org| self.by_org.get(org))
-                    .ok_or(AuthError::Rejected)?;
+                let (index, hashes) = self.by_org.get(org).ok_or(AuthError::Rejected)?;
                 let matched = hashes
                     .iter()
                     .fold(subtle::Choice::from(0), |acc, h| acc | h.ct_eq(&hash));

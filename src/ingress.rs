@@ -52,7 +52,7 @@ impl PublicService {
         let Ok(_slot) = self.inflight.try_acquire() else {
             return RequestError::Overloaded.into_response_with_id("");
         };
-        match invoke_name(request.uri().path()) {
+        match invoke_segment(request.uri().path()) {
             None => error_response(RequestError::NotFound, &RequestId::of(request.headers())),
             Some(_) if request.method() != Method::POST => {
                 let mut response = error_response(
@@ -69,21 +69,23 @@ impl PublicService {
     }
 }
 
-/// The `{name}` of `/v1/functions/{name}/invoke` (one non-empty segment), percent-decoded;
-/// `Some(None)` when the path has that shape but the decoded name is not UTF-8. Borrowed from
-/// the path unless it had to be decoded.
-fn invoke_name(path: &str) -> Option<Option<Cow<'_, str>>> {
+/// The `{name}` segment of `/v1/functions/{name}/invoke` (one non-empty segment), as sent.
+fn invoke_segment(path: &str) -> Option<&str> {
     let name = path
         .strip_prefix("/v1/functions/")?
         .strip_suffix("/invoke")?;
-    if name.is_empty() || name.contains('/') {
-        return None;
-    }
-    Some(
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
+/// The `{name}` of `/v1/functions/{name}/invoke`, percent-decoded; `Some(None)` when the path
+/// has that shape but the decoded name is not UTF-8. Borrowed from the path unless it had to be
+/// decoded.
+fn invoke_name(path: &str) -> Option<Option<Cow<'_, str>>> {
+    invoke_segment(path).map(|name| {
         percent_encoding::percent_decode_str(name)
             .decode_utf8()
-            .ok(),
-    )
+            .ok()
+    })
 }
 
 /// What a request resolved to, for its metrics and log line.
@@ -93,7 +95,7 @@ struct Resolved<'a> {
     function: Option<&'a Function>,
 }
 
-/// Runs an invoke request (its path is the invoke path: see `invoke_name`).
+/// Runs an invoke request (its path is the invoke path: see `invoke_segment`).
 async fn invoke(gateway: Arc<Gateway>, peer: IpAddr, request: Request<Incoming>) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();

@@ -389,7 +389,7 @@ fn signed_request(
         .transpose()
         .map_err(|e| unbuildable(&e))?;
     // The headers signed beside host and x-amz-date, each sent and listed for the signature.
-    let mut signed: [(&str, &str); 4] = [("", ""); 4];
+    let mut signed = [("", ""); sigv4::MAX_HEADERS];
     let mut n = 0;
     let mut headers = HeaderMap::with_capacity(10);
     let mut add = |name: &'static HeaderName, text, value: &HeaderValue| {
