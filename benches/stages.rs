@@ -139,7 +139,7 @@ fn signing(c: &mut Criterion) {
                     canonical_path: &canonical_path,
                     query: "",
                     headers: &headers,
-                    payload_sha256: &sigv4::sha256_hex(black_box(BODY)),
+                    payload_sha256: sigv4::sha256_hex(black_box(BODY)).as_str(),
                 },
             )
         })

@@ -117,6 +117,7 @@ fn config(orgs: usize, listen: SocketAddr, admin: SocketAddr) -> String {
     );
     for i in 0..orgs {
         let hash = genesys_lambda_gateway::sigv4::sha256_hex(format!("secret-{i}").as_bytes());
+        let hash = hash.as_str();
         text.push_str(&format!(
             "[[orgs]]\nid = \"org-{i}\"\nrole_arn = \"arn:aws:iam::1111222{i:05}:role/r\"\ntoken_sha256 = \"{hash}\"\n\
              [orgs.functions]\necho = {{ arn = \"arn:aws:lambda:us-east-1:1111222{i:05}:function:echo\", timeout = \"5s\" }}\n"

@@ -189,7 +189,7 @@ impl Invoker {
                 function,
                 session,
                 &payload,
-                &payload_sha256,
+                payload_sha256.as_str(),
                 context,
             )?;
             let started = Instant::now();
@@ -487,7 +487,7 @@ pub fn classify(
                 accepted: true,
             });
         }
-        if let Err(e) = crate::json::check(&body) {
+        if let Err(e) = crate::json::check(&body, crate::json::DEPTH_LIMIT) {
             return Err(InvokeError::InvalidResponse(e.to_string()));
         }
         return Ok(Invoked {
@@ -594,32 +594,31 @@ fn lambda_failure(err: SdkError<SdkInvokeError>) -> InvokeError {
 pub fn client_context(headers: &HeaderMap, org_id: &str) -> Option<HeaderValue> {
     // The longest JSON whose base64 fits Lambda's limit.
     const MAX_JSON: usize = CLIENT_CONTEXT_MAX / 4 * 3;
-    // Passed first, in this order, so they are the last to be left out for size.
-    const WELL_KNOWN: [&str; 3] = [
-        "inin-correlation-id",
-        "inin-user-id",
-        "inin-home-organization-id",
-    ];
-    // Any other ININ-* header after them, by name. Most requests carry none (and then nothing
-    // is allocated here).
-    let mut others: Vec<&str> = headers
+    // Any ININ-* header after the well-known ones, by name. Most requests carry none (and then
+    // nothing is allocated here).
+    let mut others: Vec<&HeaderName> = headers
         .keys()
-        .map(HeaderName::as_str)
         .filter(|name| {
-            name.starts_with("inin-")
-                && *name != "inin-organization-id"
-                && !WELL_KNOWN.contains(name)
+            name.as_str().starts_with("inin-")
+                && **name != ININ_ORGANIZATION_ID
+                && !WELL_KNOWN.iter().any(|(known, _)| known == *name)
         })
         .collect();
-    others.sort_unstable();
+    others.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
     let mut json = String::with_capacity(256);
     json.push_str("{\"custom\":{");
-    let org = std::iter::once(("inin-organization-id", org_id));
-    let passed = WELL_KNOWN.into_iter().chain(others).filter_map(|name| {
+    let org = std::iter::once((Name::Spelled("ININ-Organization-Id"), org_id));
+    let well_known = WELL_KNOWN
+        .iter()
+        .map(|(name, spelled)| (name, Name::Spelled(spelled)));
+    let others = others
+        .into_iter()
+        .map(|name| (name, Name::Lower(name.as_str())));
+    let passed = well_known.chain(others).filter_map(|(name, spelled)| {
         // A header repeated or not valid text is not passed on: which value is right is unknown.
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
-            (Some(value), None) => Some((name, value.to_str().ok()?)),
+            (Some(value), None) => Some((spelled, value.to_str().ok()?)),
             _ => None,
         }
     });
@@ -631,7 +630,10 @@ pub fn client_context(headers: &HeaderMap, org_id: &str) -> Option<HeaderValue> 
             json.push(',');
         }
         json.push('"');
-        push_canonical(&mut json, name);
+        match name {
+            Name::Spelled(spelled) => json.push_str(spelled),
+            Name::Lower(lower) => push_canonical(&mut json, lower),
+        }
         json.push_str("\":");
         crate::json::write_string(&mut json, value).expect("writing to a String cannot fail");
         if json.len() + 2 > MAX_JSON {
@@ -650,6 +652,28 @@ pub fn client_context(headers: &HeaderMap, org_id: &str) -> Option<HeaderValue> 
     let written = STANDARD.encode_slice(&json, &mut encoded).ok()?;
     debug_assert_eq!(written, encoded.len());
     HeaderValue::from_maybe_shared(Bytes::from(encoded)).ok()
+}
+
+static ININ_ORGANIZATION_ID: HeaderName = HeaderName::from_static("inin-organization-id");
+
+/// The ININ headers passed first, in this order, so they are the last to be left out for size;
+/// each with the spelling Genesys uses.
+static WELL_KNOWN: [(HeaderName, &str); 3] = [
+    (
+        HeaderName::from_static("inin-correlation-id"),
+        "ININ-Correlation-Id",
+    ),
+    (HeaderName::from_static("inin-user-id"), "ININ-User-Id"),
+    (
+        HeaderName::from_static("inin-home-organization-id"),
+        "ININ-Home-Organization-Id",
+    ),
+];
+
+/// A header name in a ClientContext: as Genesys spells it, or in lower case as received.
+enum Name<'a> {
+    Spelled(&'a str),
+    Lower(&'a str),
 }
 
 /// Appends `inin-correlation-id` as `ININ-Correlation-Id`, the spelling Genesys uses. Header
@@ -717,6 +741,16 @@ mod tests {
             text,
             r#"{"custom":{"ININ-Organization-Id":"org-1","ININ-Correlation-Id":"corr-1","ININ-User-Id":"user-1","ININ-Home-Organization-Id":"home-1","ININ-Alpha":"a","ININ-Zeta":"say \"hi\" \\ \t end"}}"#
         );
+    }
+
+    #[test]
+    fn well_known_names_are_spelled_as_any_other_would_be() {
+        let org = (&ININ_ORGANIZATION_ID, "ININ-Organization-Id");
+        for (name, spelled) in WELL_KNOWN.iter().map(|(n, s)| (n, *s)).chain([org]) {
+            let mut canonical = String::new();
+            push_canonical(&mut canonical, name.as_str());
+            assert_eq!(canonical, spelled);
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -532,23 +532,32 @@ impl Connection {
 /// On HTTP/2 only the connection preface is held to the header read timeout: between streams a
 /// client sends control frames (SETTINGS acks, WINDOW_UPDATE, PING) that are no request head, so
 /// there bytes do not restart any clock and an idle connection ends after `keepalive_timeout`.
+///
+/// A request changes the state without waking anyone or touching a timer: it stores when the
+/// new state began, and [`Activity::expired`] reads that when it wakes (see there).
 struct Activity {
     in_flight: AtomicUsize,
-    /// Bytes arrived while no request was in flight: a request head is being read.
-    reading_head: AtomicBool,
+    /// [`BUSY`] from a request's start until the connection has none in flight. Then bit 0 is
+    /// set while a request head is being read (bytes arrived while idle), and the rest holds when
+    /// that state began, in µs since `epoch`. One word, so that a reader never pairs a state with
+    /// another state's start.
+    waiting: AtomicU64,
     /// The HTTP/2 connection preface has arrived.
     http2: AtomicBool,
-    changed: tokio::sync::Notify,
+    epoch: tokio::time::Instant,
 }
+
+const READING_HEAD: u64 = 1;
+const BUSY: u64 = u64::MAX;
 
 impl Default for Activity {
     fn default() -> Self {
         Activity {
             in_flight: AtomicUsize::new(0),
             // A new connection owes a request head at once.
-            reading_head: AtomicBool::new(true),
+            waiting: AtomicU64::new(READING_HEAD),
             http2: AtomicBool::new(false),
-            changed: tokio::sync::Notify::new(),
+            epoch: tokio::time::Instant::now(),
         }
     }
 }
@@ -561,20 +570,32 @@ enum Expired {
 }
 
 impl Activity {
+    /// `waiting`'s value for a state beginning now.
+    fn began_now(&self, reading_head: bool) -> u64 {
+        let since = self.epoch.elapsed().as_micros() as u64;
+        since << 1 | u64::from(reading_head)
+    }
+
     fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.reading_head.store(false, Ordering::SeqCst);
+        self.waiting.store(BUSY, Ordering::SeqCst);
         Busy(self.clone())
     }
 
     fn on_read(&self) {
-        if self.http2.load(Ordering::SeqCst) {
+        if self.http2.load(Ordering::SeqCst) || self.in_flight.load(Ordering::SeqCst) > 0 {
             return;
         }
-        if self.in_flight.load(Ordering::SeqCst) == 0
-            && !self.reading_head.swap(true, Ordering::SeqCst)
-        {
-            self.changed.notify_waiters();
+        let waiting = self.waiting.load(Ordering::SeqCst);
+        // (`BUSY` has the flag set: a request's end is still being recorded.)
+        if waiting & READING_HEAD == 0 {
+            // Lost only to a request beginning.
+            let _ = self.waiting.compare_exchange(
+                waiting,
+                self.began_now(true),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
         }
     }
 
@@ -582,32 +603,44 @@ impl Activity {
     fn on_http2_preface(&self) {
         self.http2.store(true, Ordering::SeqCst);
         if self.in_flight.load(Ordering::SeqCst) == 0 {
-            self.reading_head.store(false, Ordering::SeqCst);
+            self.waiting.store(self.began_now(false), Ordering::SeqCst);
         }
-        self.changed.notify_waiters();
+    }
+
+    #[cfg(test)]
+    fn reading_head(&self) -> bool {
+        let waiting = self.waiting.load(Ordering::SeqCst);
+        waiting != BUSY && waiting & READING_HEAD != 0
     }
 
     /// Resolves when the connection has waited too long for a request head or sat idle too
-    /// long. Restarts its clock whenever the connection changes between those states.
+    /// long.
+    ///
+    /// It sleeps until the current state's deadline, but never longer than the shorter limit:
+    /// a state that begins after a look ends no sooner than that after it, so no deadline is
+    /// missed, and no request has to wake this. It then looks again.
     async fn expired(&self, limits: Limits) -> Expired {
+        let check = limits.header_read_timeout.min(limits.keepalive_timeout);
         loop {
-            let changed = self.changed.notified();
-            if self.in_flight.load(Ordering::SeqCst) > 0 {
-                changed.await;
-                continue;
+            let now = tokio::time::Instant::now();
+            let mut wake = now + check;
+            // The count first: a request that begins after it is read shows as `BUSY` below.
+            let idle = self.in_flight.load(Ordering::SeqCst) == 0;
+            let waiting = self.waiting.load(Ordering::SeqCst);
+            if idle && waiting != BUSY {
+                let head = waiting & READING_HEAD != 0;
+                let limit = if head {
+                    limits.header_read_timeout
+                } else {
+                    limits.keepalive_timeout
+                };
+                let deadline = self.epoch + Duration::from_micros(waiting >> 1) + limit;
+                if deadline <= now {
+                    return if head { Expired::Head } else { Expired::Idle };
+                }
+                wake = wake.min(deadline);
             }
-            let head = self.reading_head.load(Ordering::SeqCst);
-            let limit = if head {
-                limits.header_read_timeout
-            } else {
-                limits.keepalive_timeout
-            };
-            if tokio::time::timeout(limit, changed).await.is_err()
-                && self.in_flight.load(Ordering::SeqCst) == 0
-                && self.reading_head.load(Ordering::SeqCst) == head
-            {
-                return if head { Expired::Head } else { Expired::Idle };
-            }
+            tokio::time::sleep_until(wake).await;
         }
     }
 }
@@ -617,8 +650,12 @@ struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.changed.notify_waiters();
+        let activity = &self.0;
+        if activity.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // Idle from now. (Should a request begin meanwhile, it counts as busy anyway.)
+            activity
+                .waiting
+                .store(activity.began_now(false), Ordering::SeqCst);
         }
     }
 }
@@ -746,13 +783,13 @@ mod tests {
     fn the_http2_preface_is_recognised_across_reads() {
         let whole = fed(&[HTTP2_PREFACE]);
         assert!(whole.http2.load(Ordering::SeqCst));
-        assert!(!whole.reading_head.load(Ordering::SeqCst));
+        assert!(!whole.reading_head());
 
         let (a, b) = HTTP2_PREFACE.split_at(5);
         let (b, c) = b.split_at(10);
         let split = fed(&[a, b, c, b"\0\0\x12\x04"]);
         assert!(split.http2.load(Ordering::SeqCst));
-        assert!(!split.reading_head.load(Ordering::SeqCst));
+        assert!(!split.reading_head());
     }
 
     #[test]
@@ -764,7 +801,7 @@ mod tests {
         ] {
             let activity = fed(chunks);
             assert!(!activity.http2.load(Ordering::SeqCst), "{chunks:?}");
-            assert!(activity.reading_head.load(Ordering::SeqCst), "{chunks:?}");
+            assert!(activity.reading_head(), "{chunks:?}");
         }
     }
 }

@@ -46,8 +46,19 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+/// The lower-case hex of a SHA-256 digest, on the stack.
+pub struct HexDigest([u8; 64]);
+
+impl HexDigest {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex is ASCII")
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> HexDigest {
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(data), &mut hex).expect("buffer sized for the digest");
+    HexDigest(hex)
 }
 
 /// The key derived from the secret for one day, region and service.
@@ -254,7 +265,7 @@ mod tests {
                 canonical_path: &canonical_path(path),
                 query,
                 headers: &headers,
-                payload_sha256: &sha256_hex(body),
+                payload_sha256: sha256_hex(body).as_str(),
             },
         );
 

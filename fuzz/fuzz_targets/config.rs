@@ -16,7 +16,7 @@ fuzz_target!(|text: &str| {
         for hash in org.token_sha256.as_slice() {
             assert!(auth::parse_hash(hash).is_some(), "{hash:?} validated");
         }
-        for function in org.functions.values() {
+        for (_, function) in org.functions.iter() {
             let arn: FunctionArn = function.arn.parse().expect("validated ARN");
             assert!(!arn.region.is_empty());
         }

@@ -14,11 +14,10 @@ use base64::Engine;
 use genesys_lambda_gateway::config::Config;
 use genesys_lambda_gateway::credentials::{AssumeFailure, AssumeRequest, AssumeRole, BoxFuture};
 use genesys_lambda_gateway::metrics::Metrics;
-use genesys_lambda_gateway::server::{self, Gateway, Peer};
+use genesys_lambda_gateway::server::{self, Gateway};
 use http::{HeaderName, HeaderValue, Method, Request};
 use libfuzzer_sys::fuzz_target;
 use sha2::Digest;
-use tower::ServiceExt;
 
 const ORGS: [(&str, &str, &str); 2] = [
     ("acme", "acme-secret", "echo"),
@@ -147,13 +146,12 @@ fuzz_target!(|input: Input| {
             builder = builder.header(name, value);
         }
     }
-    let Ok(mut request) = builder.body(axum::body::Body::from(input.body.clone())) else {
+    let Ok(request) = builder.body(axum::body::Body::from(input.body.clone())) else {
         return;
     };
     let peer = SocketAddr::from((input.peer.to_be_bytes(), 40000));
-    request.extensions_mut().insert(Peer(peer));
     let (status, body) = state.rt.block_on(async {
-        let response = state.router.clone().oneshot(request).await.unwrap();
+        let response = state.router.clone().serve(peer, request).await;
         let status = response.status().as_u16();
         let body = http_body_util::BodyExt::collect(response.into_body())
             .await
