@@ -75,16 +75,19 @@ fn invalid(bytes: &[u8], at: usize, reason: Reason) -> Invalid {
 
 type Failed = (usize, Reason);
 
-/// The bytes a string's scan stops at: its closing quote, an escape, a control character.
+/// The bytes a JSON string cannot hold as they are: a quote, a backslash, a control character.
+const fn special_in_string(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// [`special_in_string`] as a table, for the check's scan (one load per byte).
 static SPECIAL_IN_STRING: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
-    while b < 0x20 {
-        table[b] = true;
+    while b < 256 {
+        table[b] = special_in_string(b as u8);
         b += 1;
     }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
     table
 };
 
@@ -301,16 +304,17 @@ impl Checker<'_> {
             None => return self.fail("EOF while parsing a value"),
         }
         let integer_digits = self.at - start;
+        // A fraction or an exponent needs at least one digit.
+        let some_digits = |c: &mut Self| match (digits(c), c.peek()) {
+            (0, Some(_)) => c.fail("invalid number"),
+            (0, None) => c.fail("EOF while parsing a value"),
+            _ => Ok(()),
+        };
         let mut plain = true;
         if self.peek() == Some(b'.') {
             self.at += 1;
             plain = false;
-            if digits(self) == 0 {
-                return match self.peek() {
-                    Some(_) => self.fail("invalid number"),
-                    None => self.fail("EOF while parsing a value"),
-                };
-            }
+            some_digits(self)?;
         }
         if let Some(b'e' | b'E') = self.peek() {
             self.at += 1;
@@ -318,12 +322,7 @@ impl Checker<'_> {
             if let Some(b'+' | b'-') = self.peek() {
                 self.at += 1;
             }
-            if digits(self) == 0 {
-                return match self.peek() {
-                    Some(_) => self.fail("invalid number"),
-                    None => self.fail("EOF while parsing a value"),
-                };
-            }
+            some_digits(self)?;
         }
         // An integer this short fits a double's range; anything else is read as one.
         if plain && integer_digits <= 300 {
@@ -344,7 +343,7 @@ pub struct Escaper<'a, W: fmt::Write>(pub &'a mut W);
 impl<W: fmt::Write> fmt::Write for Escaper<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
+        let plain = |b: u8| !special_in_string(b);
         let bytes = s.as_bytes();
         // Most text needs no escape: one scan, one write. The scan has no early exit, so the
         // compiler checks many bytes at a time.

@@ -50,15 +50,19 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 pub struct HexDigest([u8; 64]);
 
 impl HexDigest {
+    fn of(digest: impl AsRef<[u8]>) -> Self {
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(digest, &mut hex).expect("a 32-byte digest");
+        HexDigest(hex)
+    }
+
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("hex is ASCII")
     }
 }
 
 pub fn sha256_hex(data: &[u8]) -> HexDigest {
-    let mut hex = [0u8; 64];
-    hex::encode_to_slice(Sha256::digest(data), &mut hex).expect("buffer sized for the digest");
-    HexDigest(hex)
+    HexDigest::of(Sha256::digest(data))
 }
 
 /// The key derived from the secret for one day, region and service.
@@ -180,9 +184,7 @@ pub fn authorization(
     canonical.update(&header[signed_headers]);
     canonical.update("\n");
     canonical.update(request.payload_sha256);
-    let mut canonical_hex = [0u8; 64];
-    hex::encode_to_slice(canonical.finalize(), &mut canonical_hex)
-        .expect("buffer sized for the digest");
+    let canonical_hex = HexDigest::of(canonical.finalize());
 
     let mut string_to_sign =
         Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
@@ -193,20 +195,13 @@ pub fn authorization(
         .iter()
         .for_each(|part| string_to_sign.update(part.as_bytes()));
     string_to_sign.update(b"\n");
-    string_to_sign.update(&canonical_hex);
-    let signature: [u8; 32] = string_to_sign.finalize().into_bytes().into();
+    string_to_sign.update(&canonical_hex.0);
+    let signature = string_to_sign.finalize().into_bytes();
 
     header.push_str(", Signature=");
-    push_hex(&mut header, &signature);
+    header.push_str(HexDigest::of(signature).as_str());
     debug_assert_eq!(header.len(), header.capacity());
     header
-}
-
-/// Appends the lower-case hex of a 32-byte digest.
-fn push_hex(out: &mut String, digest: &[u8; 32]) {
-    let mut buf = [0u8; 64];
-    hex::encode_to_slice(digest, &mut buf).expect("buffer sized for the digest");
-    out.push_str(std::str::from_utf8(&buf).expect("hex is ASCII"));
 }
 
 /// `YYYYMMDDTHHMMSSZ` (UTC) for `time`; times before 1970 read as 1970.
