@@ -28,9 +28,17 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 pub const FLUSH_BYTES: usize = 64 * 1024;
 pub const MAX_BUFFERED: usize = 16 * 1024 * 1024;
 
+/// The most capacity a written-out buffer keeps for reuse; one grown larger by a burst is
+/// freed instead.
+const KEEP_CAPACITY: usize = 4 * FLUSH_BYTES;
+
 #[derive(Default)]
 struct Pending {
     bytes: Vec<u8>,
+    /// The buffer last written out, emptied, kept for the next swap: lines are appended into
+    /// memory already grown and recently used, rather than into a fresh buffer regrown (and
+    /// copied at every doubling) after each flush.
+    spare: Vec<u8>,
     dropped: u64,
     closing: bool,
 }
@@ -57,7 +65,7 @@ impl LogSink {
 
     /// Writes what is pending; returns false once the sink is closed and drained.
     fn flush_to(&self, out: &mut impl Write) -> bool {
-        let (bytes, dropped, closing) = {
+        let (mut bytes, dropped, closing) = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             if pending.bytes.len() < FLUSH_BYTES && !pending.closing {
                 pending = self
@@ -66,7 +74,8 @@ impl LogSink {
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
-            let bytes = std::mem::take(&mut pending.bytes);
+            let spare = std::mem::take(&mut pending.spare);
+            let bytes = std::mem::replace(&mut pending.bytes, spare);
             (bytes, std::mem::take(&mut pending.dropped), pending.closing)
         };
         if dropped > 0 {
@@ -78,6 +87,10 @@ impl LogSink {
         if !bytes.is_empty() {
             let _ = out.write_all(&bytes);
             let _ = out.flush();
+        }
+        if bytes.capacity() <= KEEP_CAPACITY {
+            bytes.clear();
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).spare = bytes;
         }
         !closing
     }
@@ -314,6 +327,35 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 1000);
         assert!(text.starts_with("line 0\n") && text.ends_with("line 999\n"));
+    }
+
+    #[test]
+    fn written_buffers_are_reused_unless_a_burst_grew_them() {
+        let sink = LogSink::default();
+        let line = [b'x'; 99];
+        let mut out = Vec::new();
+        let mut buffers = Vec::new();
+        for round in 0..4 {
+            for _ in 0..FLUSH_BYTES / 100 {
+                sink.append(&line);
+                sink.append(b"\n");
+            }
+            buffers.push(sink.pending.lock().unwrap().bytes.as_ptr());
+            assert!(sink.flush_to(&mut out));
+            assert_eq!(out.len(), (round + 1) * (FLUSH_BYTES / 100) * 100);
+            let pending = sink.pending.lock().unwrap();
+            assert!(pending.bytes.is_empty() && pending.spare.is_empty());
+            assert_eq!(pending.spare.as_ptr(), buffers[round]);
+            assert!(pending.spare.capacity() >= FLUSH_BYTES);
+        }
+        // Two buffers take turns: each round appends into the one written out two rounds ago.
+        assert_eq!(buffers[2], buffers[0]);
+        assert_eq!(buffers[3], buffers[1]);
+        assert!(out.iter().all(|&b| b == b'x' || b == b'\n'));
+
+        sink.append(&vec![b'y'; KEEP_CAPACITY + 1]);
+        assert!(sink.flush_to(&mut out));
+        assert_eq!(sink.pending.lock().unwrap().spare.capacity(), 0);
     }
 
     #[test]
