@@ -1,7 +1,8 @@
 //! The floor under the gateway's cost, for `scripts/bench-compare`: a minimal reverse proxy on
 //! the same stack (tokio, hyper's server, the gateway's upstream connection pool) that forwards
 //! every request to one backend unchanged — no authentication, routing, signing, metrics or
-//! logging.
+//! logging. It runs on the gateway's runtime choice: one worker thread per available CPU, a
+//! current-thread runtime on one.
 //!
 //!   cargo run --release --example passthrough -- LISTEN_ADDR BACKEND_ADDR
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use genesys_lambda_gateway::runtime;
 use genesys_lambda_gateway::upstream::{Host, Pool};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -41,8 +43,19 @@ fn status(status: http::StatusCode) -> http::Response<Full<Bytes>> {
     response
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    let workers = runtime::workers(
+        std::env::var_os(runtime::WORKERS_ENV).as_deref(),
+        runtime::available_cpus,
+    )
+    .unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(64);
+    });
+    runtime::build(workers)?.block_on(serve())
+}
+
+async fn serve() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(backend)) = (args.next(), args.next()) else {
         eprintln!("usage: passthrough LISTEN_ADDR BACKEND_ADDR");

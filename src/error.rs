@@ -145,11 +145,7 @@ impl RequestError {
     /// The JSON error response: `{"error":{"code","message","request_id"[,"details"]}}`.
     pub fn into_response_with_id(self, request_id: &str) -> Response {
         let p = self.parts();
-        let mut error = json!({ "code": p.code, "message": p.message });
-        // A request refused before it was read (load shedding) has no ID to report.
-        if !request_id.is_empty() {
-            error["request_id"] = request_id.into();
-        }
+        let mut error = json!({ "code": p.code, "message": p.message, "request_id": request_id });
         if let Some(details) = p.details {
             error["details"] = details;
         }

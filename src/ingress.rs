@@ -55,15 +55,12 @@ impl PublicService {
     {
         // Refused at once rather than queued: a queued data action only times out later.
         let Ok(_slot) = self.inflight.try_acquire() else {
-            return RequestError::Overloaded.into_response_with_id("");
+            return self.refuse(RequestError::Overloaded, &request);
         };
         match invoke_segment(request.uri().path()) {
-            None => error_response(RequestError::NotFound, &RequestId::of(request.headers())),
+            None => self.refuse(RequestError::NotFound, &request),
             Some(_) if request.method() != Method::POST => {
-                let mut response = error_response(
-                    RequestError::MethodNotAllowed,
-                    &RequestId::of(request.headers()),
-                );
+                let mut response = self.refuse(RequestError::MethodNotAllowed, &request);
                 response
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -71,6 +68,28 @@ impl PublicService {
             }
             Some(_) => invoke(self.gateway, peer.ip(), request).await,
         }
+    }
+
+    /// A request answered before it reached an org (shed, or not the invoke endpoint): logged
+    /// with its method and path, and counted with no org or function, like an unauthenticated
+    /// one.
+    fn refuse<B>(&self, error: RequestError, request: &Request<B>) -> Response {
+        let request_id = RequestId::of(request.headers());
+        let parts = error.parts();
+        let (method, path) = (request.method().as_str(), request.uri().path());
+        if parts.status.is_server_error() {
+            tracing::warn!(
+                code = parts.code, status = parts.status.as_u16(), method, path,
+                request_id = request_id.as_str(), error = %error, "request failed"
+            );
+        } else {
+            tracing::info!(
+                code = parts.code, status = parts.status.as_u16(), method, path,
+                request_id = request_id.as_str(), error = %error, "request refused"
+            );
+        }
+        self.gateway.metrics.request("", "", parts.code);
+        error_response(error, &request_id)
     }
 }
 

@@ -15,7 +15,7 @@
 //! [`tls`] (optional rustls on the public listener), [`json`] (body checks),
 //! [`admin`] (`/metrics`, `/live`, `/ready`, `/admin/check`), [`onboarding`] (proving an org's
 //! wiring), [`metrics`], [`telemetry`], [`clock`] (timestamps without a formatter),
-//! [`shutdown`], [`cli`].
+//! [`shutdown`], [`cli`], [`runtime`] (the tokio runtime for the CPUs at hand).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -32,6 +32,7 @@ pub mod invoke;
 pub mod json;
 pub mod metrics;
 pub mod onboarding;
+pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod sigv4;

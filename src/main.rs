@@ -6,11 +6,30 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 use genesys_lambda_gateway::cli::{self, Cli, Command, EXIT_CONFIG};
-use genesys_lambda_gateway::{server, shutdown, telemetry};
+use genesys_lambda_gateway::{runtime, server, shutdown, telemetry};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let workers = match runtime::workers(
+        std::env::var_os(runtime::WORKERS_ENV).as_deref(),
+        runtime::available_cpus,
+    ) {
+        Ok(workers) => workers,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match runtime::build(workers) {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let (source, log_format) = match cli.command {
         Command::Serve { source, log_format } => (source, log_format),
         Command::CheckConfig {

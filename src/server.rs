@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::auth::{self, Authenticator};
-use crate::config::Config;
+use crate::config::{Config, ConfigErrors};
 use crate::credentials::{AssumeRole, CredentialCache, Sts};
 use crate::guard::AuthGuard;
 use crate::invoke::{Invoker, InvokerError};
@@ -107,6 +107,7 @@ pub async fn start(
         admin = %admin.local_addr()?,
         orgs = gateway.tenancy().orgs.len(),
         tls = gateway.tls.is_some(),
+        workers = tokio::runtime::Handle::current().metrics().num_workers(),
         "genesys-lambda-gateway serving"
     );
     if let Some(path) = config_path {
@@ -264,13 +265,26 @@ impl Tenancy {
 
 /// Re-reads `path` on every SIGHUP. A config that fails validation is refused as a whole:
 /// the one in force stays, every problem is logged, and the failure is counted.
+///
+/// Reading, validating and building run on the blocking pool: for 10,000 orgs they take a few
+/// tenths of a second, which would stall every request on the worker (or, on one CPU, the
+/// only thread) that ran them.
 async fn reload_on_hangup(gateway: Arc<Gateway>, path: PathBuf) {
     let mut hangups = crate::shutdown::hangups();
     while hangups.recv().await.is_some() {
-        match Config::load(&path) {
-            Ok(config) => {
-                let orgs = config.orgs.len();
-                let restart_only = gateway.reload(config);
+        let (gw, file) = (gateway.clone(), path.clone());
+        let reload = tokio::task::spawn_blocking(move || {
+            let config = Config::load(&file)?;
+            let orgs = config.orgs.len();
+            Ok::<_, ConfigErrors>((orgs, gw.reload(config)))
+        });
+        let reloaded = match reload.await {
+            Ok(reloaded) => reloaded,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return, // the runtime is shutting down
+        };
+        match reloaded {
+            Ok((orgs, restart_only)) => {
                 gateway
                     .metrics
                     .config_reload

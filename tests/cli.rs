@@ -136,3 +136,20 @@ fn serve_needs_a_config_or_demo() {
 fn sha256_of(secret: &str) -> String {
     hex::encode(genesys_lambda_gateway::auth::hash_secret(secret.as_bytes()))
 }
+
+#[test]
+fn a_worker_thread_count_that_is_not_a_number_is_refused_with_64() {
+    let out = Command::new(BIN)
+        .args(["serve", "--config", "config/example.toml"])
+        .env("TOKIO_WORKER_THREADS", "zero")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "TOKIO_WORKER_THREADS: expected a number of threads of 1 or more, got \"zero\""
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}

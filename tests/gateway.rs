@@ -359,6 +359,11 @@ async fn admin_endpoints_answer_and_the_public_listener_does_not_serve_them() {
     assert_eq!(r.headers()["allow"], "POST");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
+    // Both counted, with no org or function: a data action with a wrong URL shows on the dashboard.
+    for code in ["not_found", "method_not_allowed"] {
+        let series = format!("glg_requests_total{{code=\"{code}\",function=\"\",org=\"\"}}");
+        assert_eq!(gw.metric(&series).await, 1.0, "{series}");
+    }
     gw.stop().await;
 }
 

@@ -26,6 +26,13 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     .await;
     let (status, _, body) = post(&gw.invoke_url("slow"), Some(&org.auth()), &[], "{}").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // One worker thread per CPU this process may use (the gateway inherits its affinity).
+    let cpus = std::thread::available_parallelism().unwrap();
+    assert!(
+        gw.logged(&format!("\"workers\":{cpus}")),
+        "{}",
+        gw.logs_text()
+    );
 
     let in_flight: Vec<_> = (0..6)
         .map(|_| {
@@ -80,7 +87,10 @@ async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
     let a = provision("131313131313", &[("hello", "us-east-1")]).await;
     let b = provision("141414141414", &[("hello", "eu-west-1")]).await;
     let listeners = "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"";
-    let gw = Process::start(&config(listeners, &[&a])).await;
+    // On one worker, the current-thread runtime: the reload must not need a second one.
+    let gw =
+        Process::start_with_env(&config(listeners, &[&a]), &[("TOKIO_WORKER_THREADS", "1")]).await;
+    assert!(gw.logged("\"workers\":1"), "{}", gw.logs_text());
     let (status, _, body) = post(&gw.invoke_url("hello"), Some(&a.auth()), &[], "{}").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _, body) = post(&gw.invoke_url("hello"), Some(&b.auth()), &[], "{}").await;
@@ -193,6 +203,16 @@ async fn beyond_the_global_cap_requests_are_shed_with_503() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "overloaded");
     assert!(headers.contains_key("retry-after"));
+    // Shed requests are counted and carry a request ID like any other.
+    assert_eq!(
+        body["error"]["request_id"],
+        headers["x-request-id"].to_str().unwrap()
+    );
+    assert_eq!(
+        gw.metric("glg_requests_total{code=\"overloaded\",function=\"\",org=\"\"}")
+            .await,
+        1.0
+    );
     let (status, _, body) = first.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
     gw.stop().await;
