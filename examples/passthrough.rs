@@ -44,11 +44,7 @@ fn status(status: http::StatusCode) -> http::Response<Full<Bytes>> {
 }
 
 fn main() -> std::io::Result<()> {
-    let workers = runtime::workers(
-        std::env::var_os(runtime::WORKERS_ENV).as_deref(),
-        runtime::available_cpus,
-    )
-    .unwrap_or_else(|e| {
+    let workers = runtime::workers_from_env().unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(64);
     });

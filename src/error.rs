@@ -144,7 +144,15 @@ impl RequestError {
 
     /// The JSON error response: `{"error":{"code","message","request_id"[,"details"]}}`.
     pub fn into_response_with_id(self, request_id: &str) -> Response {
-        let p = self.parts();
+        self.parts().into_response(request_id)
+    }
+}
+
+impl ErrorParts {
+    /// The JSON error response of [`RequestError::into_response_with_id`], for a caller that
+    /// already has the parts (to log and count them).
+    pub fn into_response(self, request_id: &str) -> Response {
+        let p = self;
         let mut error = json!({ "code": p.code, "message": p.message, "request_id": request_id });
         if let Some(details) = p.details {
             error["details"] = details;

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::auth::AuthError;
-use crate::error::RequestError;
+use crate::error::{ErrorParts, RequestError};
 use crate::guard;
 use crate::invoke::{self, Invoked};
 use crate::server::{Gateway, Tenancy};
@@ -89,7 +89,7 @@ impl PublicService {
             );
         }
         self.gateway.metrics.request("", "", parts.code);
-        error_response(error, &request_id)
+        error_response(parts, &request_id)
     }
 }
 
@@ -191,7 +191,7 @@ where
                 metrics.lambda_error(org, function, e.kind());
             }
             metrics.request(org, function, parts.code);
-            error_response(error, &request_id)
+            error_response(parts, &request_id)
         }
     };
     if resolved.org.is_some() {
@@ -394,8 +394,8 @@ fn success_response(invoked: Invoked, request_id: &RequestId) -> Response {
     response
 }
 
-fn error_response(error: RequestError, request_id: &RequestId) -> Response {
-    let mut response = error.into_response_with_id(request_id.as_str());
+fn error_response(parts: ErrorParts, request_id: &RequestId) -> Response {
+    let mut response = parts.into_response(request_id.as_str());
     response
         .headers_mut()
         .insert(REQUEST_ID.clone(), request_id.0.clone());

@@ -10,10 +10,7 @@ use genesys_lambda_gateway::{runtime, server, shutdown, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let workers = match runtime::workers(
-        std::env::var_os(runtime::WORKERS_ENV).as_deref(),
-        runtime::available_cpus,
-    ) {
+    let workers = match runtime::workers_from_env() {
         Ok(workers) => workers,
         Err(e) => {
             eprintln!("{e}");

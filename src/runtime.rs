@@ -35,6 +35,11 @@ pub fn workers(
         })
 }
 
+/// [`workers`] from this process's environment and CPUs.
+pub fn workers_from_env() -> Result<NonZeroUsize, String> {
+    workers(std::env::var_os(WORKERS_ENV).as_deref(), available_cpus)
+}
+
 /// The runtime for `workers` threads: current-thread for one, multi-thread otherwise.
 pub fn build(workers: NonZeroUsize) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = if workers.get() == 1 {
